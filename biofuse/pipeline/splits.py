@@ -1,0 +1,121 @@
+"""Train/validation/test splits and cross-split duplicates.
+
+A given split column is normalised (``training``, ``valid``, ``dev``, ... are understood).
+Without one, rows get a seeded random 70/15/15 split, or a group split in which no group (gene,
+cluster, ...) spans two splits. Identical inputs in two splits leak test data into training; they
+are always reported, and ``--dedup`` can remove them.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+
+from biofuse.errors import ConfigError, DataError
+
+SPLITS = ("train", "val", "test")
+DEDUP_POLICIES = ("none", "leak", "first")
+DEDUP_HELP = {
+    "none": "keep every row; report identical inputs found in more than one split",
+    "leak": "drop validation/test rows whose input also occurs in an earlier split "
+            "(train before val before test)",
+    "first": "keep only the first row of each distinct input",
+}
+_SPELLINGS = {
+    "train": "train", "training": "train", "tr": "train", "trn": "train",
+    "val": "val", "valid": "val", "validation": "val", "dev": "val", "development": "val",
+    "eval": "val", "va": "val",
+    "test": "test", "testing": "test", "tst": "test", "te": "test", "holdout": "test",
+}
+
+
+def normalise_split(value: str | None) -> str | None:
+    """Map a split name to train/val/test; ``None`` for a missing value, '?' for an unknown one."""
+    if value is None:
+        return None
+    v = str(value).strip().lower()
+    if not v:
+        return None
+    return _SPELLINGS.get(v, "?")
+
+
+def check_split_values(values: Sequence[str | None], raw: Sequence[str | None], col: str) -> None:
+    unknown = sorted({str(r) for r, v in zip(raw, values) if v == "?"})
+    if unknown:
+        shown = ", ".join(repr(u) for u in unknown[:8])
+        raise DataError(
+            f"The split column {col!r} holds values biofuse does not recognise: {shown}.",
+            "Use train/val/test (or training/validation/testing, dev, holdout), or pass "
+            "--split-col to name another column, or omit it for a seeded 70/15/15 split.")
+
+
+def random_split(n: int, seed: int, fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
+                 ) -> list[str]:
+    """Seeded random split of ``n`` rows by ``fractions`` (train, val, test)."""
+    _check_fractions(fractions)
+    order = np.random.default_rng(seed).permutation(n)
+    n_train = round(fractions[0] * n)
+    n_val = round(fractions[1] * n)
+    out = ["test"] * n
+    for rank, row in enumerate(order):
+        out[row] = "train" if rank < n_train else "val" if rank < n_train + n_val else "test"
+    return out
+
+
+def group_split(groups: Sequence[str], seed: int,
+                fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)) -> list[str]:
+    """Seeded split in which every group lands in one split, filling splits to ``fractions`` of rows."""
+    _check_fractions(fractions)
+    sizes: dict[str, int] = defaultdict(int)
+    for g in groups:
+        sizes[g] += 1
+    names = list(sizes)  # first-appearance order, then a seeded shuffle
+    order = np.random.default_rng(seed).permutation(len(names))
+    n = len(groups)
+    bounds = (fractions[0] * n, (fractions[0] + fractions[1]) * n)
+    assigned: dict[str, str] = {}
+    filled = 0
+    for idx in order:
+        g = names[idx]
+        split = "train" if filled < bounds[0] else "val" if filled < bounds[1] else "test"
+        assigned[g] = split
+        filled += sizes[g]
+    return [assigned[g] for g in groups]
+
+
+def _check_fractions(fractions: tuple[float, float, float]) -> None:
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
+        raise ConfigError(f"Split fractions {fractions} are not three non-negative numbers summing to 1.",
+                          "Pass them as train,val,test, e.g. 0.7,0.15,0.15.")
+
+
+def cross_split_duplicates(inputs: Sequence[tuple], splits: Sequence[str]) -> dict[tuple, list[int]]:
+    """Inputs that occur in more than one split -> the row indices holding them."""
+    rows: dict[tuple, list[int]] = defaultdict(list)
+    for i, key in enumerate(inputs):
+        rows[key].append(i)
+    return {k: idx for k, idx in rows.items() if len({splits[i] for i in idx}) > 1}
+
+
+def dedup_rows(inputs: Sequence[tuple], splits: Sequence[str], policy: str) -> list[int]:
+    """Row indices to drop under ``policy`` (see :data:`DEDUP_HELP`)."""
+    if policy not in DEDUP_POLICIES:
+        raise ConfigError(f"Unknown --dedup policy {policy!r}.",
+                          f"Use one of: {', '.join(DEDUP_POLICIES)}.")
+    if policy == "none":
+        return []
+    drop = []
+    if policy == "first":
+        seen: set[tuple] = set()
+        for i, key in enumerate(inputs):
+            if key in seen:
+                drop.append(i)
+            seen.add(key)
+        return drop
+    rank = {s: r for r, s in enumerate(SPLITS)}
+    earliest: dict[tuple, int] = {}
+    for key, split in zip(inputs, splits):
+        earliest[key] = min(earliest.get(key, 99), rank[split])
+    return [i for i, (key, split) in enumerate(zip(inputs, splits)) if rank[split] > earliest[key]]
