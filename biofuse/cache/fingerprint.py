@@ -1,0 +1,62 @@
+"""Encoder fingerprints and sequence keys: what makes two embeddings the same embedding.
+
+Two embeddings may be shared only if the same encoder computed them the same way from the same
+input. The fingerprint names everything that changes the numbers: model id and weight revision
+(or hash), layer, compute dtype, long-sequence policy, tokenizer settings, storage dtype and the
+cache format version. Each fingerprint gets its own sub-store, so embeddings never mix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+FORMAT_VERSION = 1
+STORAGE_DTYPES = ("float16", "float32")
+
+
+def sequence_key(sequence: str) -> str:
+    """Key of an input sequence: the first 128 bits of SHA-256 of its exact text, as hex.
+
+    Hash the string the encoder sees (after biofuse's normalisation, e.g. the translated protein),
+    so the same sequence in two datasets is one entry.
+    """
+    return hashlib.sha256(sequence.encode("utf-8")).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """Everything that determines an encoder's output for a given input sequence."""
+
+    model_id: str
+    revision: str = "unknown"
+    layer: int = -1
+    dtype: str = "float32"
+    long_policy: str = "window"
+    tokenizer: dict = field(default_factory=dict)
+    storage_dtype: str = "float16"
+    format_version: int = FORMAT_VERSION
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.storage_dtype not in STORAGE_DTYPES:
+            raise ValueError(f"storage_dtype must be one of {STORAGE_DTYPES}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Fingerprint:
+        return cls(**d)
+
+    def canonical(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    @property
+    def id(self) -> str:
+        """A readable, unique directory name: ``<model slug>-<16 hex of the fingerprint hash>``."""
+        digest = hashlib.sha256(self.canonical().encode()).hexdigest()[:16]
+        slug = "".join(c if c.isalnum() or c in "-_." else "_"
+                       for c in self.model_id.rsplit("/", 1)[-1])[:40]
+        return f"{slug}-{digest}"

@@ -1,0 +1,443 @@
+"""The embedding cache: a directory of per-fingerprint stores of immutable parts.
+
+```
+CACHE/zarr.json                       group; attributes.biofuse_cache = {format_version, layout}
+CACHE/<fingerprint id>/zarr.json      group; attributes.biofuse = {fingerprint, ...}
+CACHE/<fingerprint id>/parts/<part>/  committed parts (see parts.py), oldest id first
+CACHE/<fingerprint id>/tmp/<part>/    parts being written (or left by a crash; `gc` removes them)
+```
+
+Reads see only committed parts. A key held by several parts (two workers computed the same
+sequence) resolves to the part with the smallest id, so every reader agrees.
+See docs/cache-format.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import platformdirs
+
+from biofuse.cache.fingerprint import FORMAT_VERSION, Fingerprint
+from biofuse.cache.parts import Layout, PartIndex, read_part_index, write_part
+from biofuse.errors import CacheCorruption, CacheError, FingerprintMismatch
+
+ROOT_ATTR = "biofuse_cache"
+STORE_ATTR = "biofuse"
+DEFAULT_PART_BYTES = 256 << 20
+
+
+def default_cache_dir() -> Path:
+    """``$BIOFUSE_CACHE``, else the per-user cache directory."""
+    env = os.environ.get("BIOFUSE_CACHE")
+    return Path(env) if env else Path(platformdirs.user_cache_dir("biofuse")) / "embeddings"
+
+
+def _write_json_atomic(path: Path, doc: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{id(doc):x}.tmp")
+    tmp.write_text(json.dumps(doc, indent=2))
+    os.replace(tmp, path)
+
+
+def _group_doc(attributes: dict) -> dict:
+    return {"zarr_format": 3, "node_type": "group", "attributes": attributes}
+
+
+def _read_group_attrs(path: Path) -> dict | None:
+    meta = path / "zarr.json"
+    if not meta.is_file():
+        return None
+    try:
+        return json.loads(meta.read_text()).get("attributes", {})
+    except (json.JSONDecodeError, OSError):
+        return None
+
+
+class EmbeddingCache:
+    """A cache directory; holds one :class:`EmbeddingStore` per encoder fingerprint."""
+
+    def __init__(self, root: str | Path, *, create: bool = False, layout: Layout | None = None):
+        root_str = str(root)
+        if "://" in root_str:
+            raise CacheError(f"Cache location {root_str!r} is a URL; this version of biofuse "
+                             "caches on a filesystem path only.",
+                             "Use a local or network-mounted directory (NFS, Lustre, ...).")
+        self.root = Path(root).expanduser()
+        attrs = _read_group_attrs(self.root)
+        if attrs is not None and ROOT_ATTR in attrs:
+            meta = attrs[ROOT_ATTR]
+            if meta.get("format_version") != FORMAT_VERSION:
+                raise CacheError(
+                    f"The cache at {self.root} has format version {meta.get('format_version')}; "
+                    f"this biofuse reads version {FORMAT_VERSION}.",
+                    "Use a matching biofuse version, or point --cache at a new directory.")
+            self.layout = Layout(**meta.get("layout", {}))
+            return
+        if not create:
+            self._refuse_open()
+        if self.root.exists() and (not self.root.is_dir() or any(self.root.iterdir())):
+            raise CacheError(
+                f"{self.root} exists and is not a biofuse cache (no zarr.json with biofuse "
+                "attributes), so biofuse will not write into it.",
+                "Point --cache (or $BIOFUSE_CACHE) at a new or empty directory, or at an "
+                "existing biofuse cache.")
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.layout = layout or Layout()
+        _write_json_atomic(self.root / "zarr.json", _group_doc(
+            {ROOT_ATTR: {"format_version": FORMAT_VERSION, "layout": self.layout.to_dict()}}))
+
+    def _refuse_open(self) -> None:
+        if not self.root.exists():
+            raise CacheError(f"There is no cache at {self.root}.",
+                             "Check the path, or run `biofuse extract` to create one there.")
+        if self.root.is_dir() and not any(self.root.iterdir()):
+            raise CacheError(f"{self.root} is an empty directory, not a biofuse cache.",
+                             "Run `biofuse extract` with this --cache to fill it, or check the path.")
+        raise CacheError(f"{self.root} is not a biofuse cache (no zarr.json with biofuse "
+                         "attributes).", "Check the path: it should be the directory given to "
+                         "`biofuse extract --cache`.")
+
+    def fingerprint_ids(self) -> list[str]:
+        return sorted(p.name for p in self.root.iterdir()
+                      if p.is_dir() and STORE_ATTR in (_read_group_attrs(p) or {}))
+
+    def stores(self) -> list[EmbeddingStore]:
+        return [self.open_id(i) for i in self.fingerprint_ids()]
+
+    def open_id(self, fp_id: str) -> EmbeddingStore:
+        path = self.root / fp_id
+        attrs = _read_group_attrs(path)
+        if attrs is None or STORE_ATTR not in attrs:
+            known = ", ".join(self.fingerprint_ids()) or "none"
+            raise CacheError(f"The cache at {self.root} has no store {fp_id!r}.",
+                             f"Known fingerprints: {known} (see `biofuse cache info`).")
+        return EmbeddingStore(self, path, Fingerprint.from_dict(attrs[STORE_ATTR]["fingerprint"]))
+
+    def store(self, fingerprint: Fingerprint, *, create: bool = True) -> EmbeddingStore:
+        """The store for ``fingerprint``; created on first use unless ``create`` is False."""
+        path = self.root / fingerprint.id
+        attrs = _read_group_attrs(path)
+        if attrs is None:
+            if not create:
+                raise CacheError(f"The cache at {self.root} holds nothing for {fingerprint.id} "
+                                 f"({fingerprint.model_id}, layer {fingerprint.layer}).",
+                                 "Run `biofuse extract` for this encoder first.")
+            (path / "parts").mkdir(parents=True, exist_ok=True)
+            (path / "tmp").mkdir(exist_ok=True)
+            _write_json_atomic(path / "parts" / "zarr.json", _group_doc({}))
+            _write_json_atomic(path / "zarr.json", _group_doc(
+                {STORE_ATTR: {"fingerprint": fingerprint.to_dict(), "fingerprint_id": fingerprint.id,
+                              "format_version": FORMAT_VERSION}}))
+        else:
+            stored = attrs.get(STORE_ATTR, {}).get("fingerprint")
+            if stored != fingerprint.to_dict():
+                raise FingerprintMismatch(
+                    f"The store {path} records a different encoder fingerprint than the one asked "
+                    f"for (recorded: {stored}; asked: {fingerprint.to_dict()}).",
+                    "The store was edited or copied by hand; move it away and re-extract.")
+        return EmbeddingStore(self, path, fingerprint)
+
+
+@dataclass
+class Ragged:
+    """Variable-length sequences as one flat [tokens, dim] array plus offsets (no padding)."""
+
+    data: np.ndarray
+    offsets: np.ndarray
+    keys: list[str]
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.data[self.offsets[i]:self.offsets[i + 1]]
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+
+class EmbeddingStore:
+    """Embeddings of one encoder fingerprint: look up, write, and read by sequence key."""
+
+    def __init__(self, cache: EmbeddingCache, path: Path, fingerprint: Fingerprint):
+        self.cache = cache
+        self.path = path
+        self.fingerprint = fingerprint
+        self.dtype = fingerprint.storage_dtype
+        self.parts: list[PartIndex] = []
+        self._where: dict[str, tuple[int, int]] = {}  # key -> (part index, row)
+        self._seen: set[str] = set()
+        self.refresh()
+
+    @property
+    def id(self) -> str:
+        return self.path.name
+
+    @property
+    def dim(self) -> int | None:
+        return self.parts[0].attrs["dim"] if self.parts else None
+
+    # ----------------------------------------------------------------- index
+
+    def part_dirs(self) -> list[Path]:
+        parts = self.path / "parts"
+        return sorted(p for p in parts.iterdir() if p.is_dir()) if parts.is_dir() else []
+
+    def refresh(self) -> None:
+        """Pick up parts committed (by any writer) since the last look; oldest id wins a key."""
+        new = [p for p in self.part_dirs() if p.name not in self._seen]
+        if not new:
+            return
+        with ThreadPoolExecutor(8) as pool:
+            indexes = list(pool.map(self._open_part, new))
+        merged = sorted(self.parts + indexes, key=lambda p: p.part_id)
+        self.parts = merged
+        self._seen = {p.part_id for p in merged}
+        self._where = {}
+        for pi in reversed(range(len(merged))):  # older parts overwrite newer ones
+            self._where.update((k, (pi, row)) for row, k in enumerate(merged[pi].keys.tolist()))
+
+    def _open_part(self, path: Path) -> PartIndex:
+        try:
+            index = read_part_index(path)
+        except Exception as exc:
+            raise CacheCorruption(
+                f"Part {path.name} of the cache store {self.path} is damaged: {exc}.",
+                f"Run `biofuse cache verify {self.cache.root}` for the full list, then "
+                f"`biofuse cache gc --drop-corrupt {self.cache.root}` to remove damaged parts "
+                "(their sequences will be recomputed by the next extract).") from exc
+        if self.parts and index.attrs["dim"] != self.parts[0].attrs["dim"]:
+            raise CacheCorruption(f"Part {path.name} has dim {index.attrs['dim']}, the store "
+                                  f"{self.path} has {self.parts[0].attrs['dim']}.",
+                                  f"Run `biofuse cache gc --drop-corrupt {self.cache.root}`.")
+        return index
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._where
+
+    def keys(self) -> list[str]:
+        return list(self._where)
+
+    def missing(self, keys: Iterable[str]) -> list[str]:
+        """Keys (unique, in first-seen order) not yet committed by any writer."""
+        self.refresh()
+        return [k for k in dict.fromkeys(keys) if k not in self._where]
+
+    # ----------------------------------------------------------------- writing
+
+    def writer(self, part_bytes: int = DEFAULT_PART_BYTES) -> PartWriter:
+        return PartWriter(self, part_bytes)
+
+    def write(self, keys: Sequence[str], arrays: Sequence[np.ndarray]) -> str | None:
+        """Write and commit one part (convenience for small batches)."""
+        with self.writer(part_bytes=1 << 62) as w:
+            for k, a in zip(keys, arrays, strict=True):
+                w.add(k, a)
+        return w.part_ids[-1] if w.part_ids else None
+
+    # ----------------------------------------------------------------- reading
+
+    def get(self, key: str, dtype: str | None = None) -> np.ndarray:
+        return self.load([key], dtype=dtype)[0]
+
+    def load(self, keys: Sequence[str], *, pool: int = 1, dtype: str | None = None,
+             threads: int = 8) -> Ragged:
+        """Embeddings of ``keys`` (in that order) as one contiguous :class:`Ragged`.
+
+        ``pool=3`` averages each run of three tokens (the last run may be shorter): nucleotide
+        resolution to codon resolution. Raises :class:`CacheError` naming missing keys.
+        """
+        keys = list(keys)
+        absent = [k for k in keys if k not in self._where]
+        if absent:
+            self.refresh()
+            absent = [k for k in keys if k not in self._where]
+        if absent:
+            raise CacheError(f"{len(absent)} of {len(keys)} sequences are not in the store "
+                             f"{self.id} (e.g. key {absent[0]}).",
+                             "Run `biofuse extract` on this dataset with this encoder first.")
+        try:
+            flat, offsets = self._gather(keys, threads)
+        except CacheCorruption:
+            raise
+        except FileNotFoundError:
+            self._forget_vanished()  # a part was compacted away under us: look again once
+            flat, offsets = self._gather(keys, threads)
+        if pool > 1:
+            flat, offsets = pool_tokens(flat, offsets, pool)
+        out_dtype = dtype or (flat.dtype.name if pool > 1 else self.dtype)
+        return Ragged(flat.astype(out_dtype, copy=False), offsets, keys)
+
+    def _forget_vanished(self) -> None:
+        self.parts, self._where, self._seen = [], {}, set()
+        self.refresh()
+
+    def _gather(self, keys: list[str], threads: int) -> tuple[np.ndarray, np.ndarray]:
+        """Decode every needed chunk once, on a thread pool, and scatter its rows to each
+        requested sequence that overlaps it."""
+        spans = []  # (part index, start, stop) per requested key
+        for k in keys:
+            pi, row = self._where[k]
+            off = self.parts[pi].offsets
+            spans.append((pi, int(off[row]), int(off[row + 1])))
+        lengths = np.array([e - s for _, s, e in spans], dtype=np.int64)
+        offsets = np.zeros(len(keys) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        flat = np.empty((int(offsets[-1]), self.dim or 0), dtype=self.dtype)
+        tasks: dict[tuple[int, int], list[int]] = {}
+        for i, (pi, s, e) in enumerate(spans):
+            size = self.parts[pi].chunk
+            for c in range(s // size, -(-e // size)):
+                tasks.setdefault((pi, c), []).append(i)
+
+        def fetch(task: tuple[tuple[int, int], list[int]]) -> None:
+            (pi, c), members = task
+            part = self.parts[pi]
+            block = self._chunk(part, c)
+            c_lo = c * part.chunk
+            for i in members:
+                _, s, e = spans[i]
+                lo, hi = max(s, c_lo), min(e, c_lo + part.chunk)
+                flat[offsets[i] + lo - s:offsets[i] + hi - s] = block[lo - c_lo:hi - c_lo]
+
+        if len(tasks) <= 2:
+            for task in tasks.items():
+                fetch(task)
+        else:
+            with ThreadPoolExecutor(min(threads, len(tasks))) as pool:
+                list(pool.map(fetch, tasks.items()))
+        return flat, offsets
+
+    def _chunk(self, part: PartIndex, c: int) -> np.ndarray:
+        try:
+            block = part.chunk_data(c)
+        except FileNotFoundError as exc:
+            if not part.path.exists():
+                raise  # compacted away: the caller re-reads the directory
+            raise CacheCorruption(
+                f"Part {part.part_id} in {self.path} is missing its data file {exc.filename}.",
+                f"Run `biofuse cache gc --drop-corrupt {self.cache.root}` to remove the part so "
+                "its sequences are recomputed.") from exc
+        except Exception as exc:
+            raise CacheCorruption(
+                f"Chunk {c} of part {part.part_id} in {self.path} cannot be read ({exc}).",
+                f"Run `biofuse cache verify {self.cache.root}`, then `biofuse cache gc "
+                "--drop-corrupt` to remove damaged parts so they are recomputed.") from exc
+        valid = min(part.chunk, part.n_tokens - c * part.chunk)  # the edge chunk is padded
+        if not all_finite(block[:valid]):  # NaN = a missing chunk (fill value); writers refuse NaN
+            raise CacheCorruption(
+                f"Chunk {c} of part {part.part_id} in {self.path} holds NaN/Inf values "
+                "(damaged data).",
+                f"Run `biofuse cache gc --drop-corrupt {self.cache.root}` to remove the part so "
+                "its sequences are recomputed.")
+        return block
+
+    def remove_parts(self, part_ids: Iterable[str]) -> int:
+        """Take parts out of the store: an atomic rename out of parts/, then deletion."""
+        trash = self.path / "trash"
+        trash.mkdir(exist_ok=True)
+        n = 0
+        for pid in part_ids:
+            src = self.path / "parts" / pid
+            if src.exists():
+                os.rename(src, trash / pid)
+                shutil.rmtree(trash / pid, ignore_errors=True)
+                n += 1
+        self._forget_vanished()
+        return n
+
+
+def all_finite(a: np.ndarray) -> bool:
+    """No NaN or Inf, by the exponent bits (numpy's float16 isfinite is ~4x slower)."""
+    if a.size == 0:
+        return True
+    if a.dtype == np.float16:
+        return int((a.view(np.uint16) & 0x7FFF).max()) < 0x7C00
+    if a.dtype == np.float32:
+        return int((a.view(np.uint32) & 0x7FFFFFFF).max()) < 0x7F800000
+    return bool(np.isfinite(a).all())
+
+
+def pool_tokens(flat: np.ndarray, offsets: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean over consecutive runs of ``k`` tokens within each sequence (last run may be shorter)."""
+    lengths = np.diff(offsets)
+    pooled_len = -(-lengths // k)
+    new_offsets = np.zeros_like(offsets)
+    np.cumsum(pooled_len, out=new_offsets[1:])
+    if flat.shape[0] == 0:
+        return flat.astype(np.float32), new_offsets
+    starts = np.concatenate([np.arange(o, o + n, k) for o, n in zip(offsets[:-1], lengths)])
+    sums = np.add.reduceat(flat.astype(np.float32), starts, axis=0)
+    ends = np.minimum(starts + k, np.repeat(offsets[1:], pooled_len))
+    return sums / (ends - starts)[:, None], new_offsets
+
+
+class PartWriter:
+    """Buffers embeddings and commits them as parts of about ``part_bytes``.
+
+    Use as a context manager: on exit (also on Ctrl-C or an error) the buffered, complete
+    embeddings are committed, so finished work is never lost.
+    """
+
+    def __init__(self, store: EmbeddingStore, part_bytes: int):
+        self.store = store
+        self.part_bytes = part_bytes
+        self.part_ids: list[str] = []
+        self._keys: list[str] = []
+        self._arrays: list[np.ndarray] = []
+        self._pending: set[str] = set()
+        self._bytes = 0
+        self._dim = store.dim
+
+    def add(self, key: str, embedding: np.ndarray) -> None:
+        emb = np.asarray(embedding)
+        if emb.ndim != 2:
+            raise ValueError(f"embedding for {key} must be [tokens, dim], got shape {emb.shape}")
+        if self._dim is None:
+            self._dim = emb.shape[1]
+        if emb.shape[1] != self._dim:
+            raise CacheError(f"Embedding dim {emb.shape[1]} does not match the store's {self._dim}.",
+                             "An encoder fingerprint must always produce the same dim.")
+        with np.errstate(over="ignore", invalid="ignore"):
+            stored = emb.astype(self.store.dtype, copy=False)
+            if not all_finite(stored):
+                biggest = np.abs(emb[np.isfinite(emb)]).max(initial=0)
+                raise CacheError(
+                    f"The embedding of {key} has NaN or Inf values once stored as "
+                    f"{self.store.dtype} (largest finite magnitude {biggest:.3g}).",
+                    "Use storage dtype float32 for this encoder, or check the model's numerics.")
+        if key in self._pending:
+            return
+        self._pending.add(key)
+        self._keys.append(key)
+        self._arrays.append(stored)
+        self._bytes += stored.nbytes
+        if self._bytes >= self.part_bytes:
+            self.flush()
+
+    def flush(self) -> str | None:
+        if not self._keys:
+            return None
+        pid = write_part(self.store.path, self._keys, self._arrays, self.store.dtype,
+                         self.store.cache.layout)
+        self.part_ids.append(pid)
+        self._keys, self._arrays, self._pending, self._bytes = [], [], set(), 0
+        return pid
+
+    def __enter__(self) -> PartWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.flush()
+        self.store.refresh()
