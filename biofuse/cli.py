@@ -141,6 +141,95 @@ def data_inspect(spec, as_json: bool) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# biofuse extract
+
+@main.command()
+@click.argument("data", type=click.Path(dir_okay=False))
+@click.option("--modality", required=True, type=click.Choice(["dna", "rna", "protein", "all"]),
+              help="Which sequence of each row to embed; 'all' runs the default encoder of each.")
+@click.option("--model", help="Registered encoder name, model directory, or hub id. Default per "
+              "modality: protein esm2_t6_8M, dna nt_v2_100m, rna rnafm. `--model onehot` needs "
+              "no weights.")
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False),
+              help="Cache directory. Default: $BIOFUSE_CACHE, else the per-user cache.")
+@click.option("--layer", type=int, default=-1, show_default=True,
+              help="Layer to store (0 = embeddings, -1 = last).")
+@click.option("--dtype", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto",
+              show_default=True, help="Compute precision; auto = bf16 on CUDA and on CPUs with "
+              "AMX or AVX512-BF16, else fp32. Embeddings are stored as float16.")
+@click.option("--batch-tokens", type=int, default=8192, show_default=True,
+              help="Token budget of one batch (padded length x sequences).")
+@click.option("--long", "long_policy", type=click.Choice(["window", "truncate", "drop"]),
+              default="window", show_default=True,
+              help="Sequences longer than the encoder's context: overlapping windows stitched "
+              "back to full length, truncation, or dropping (counts are reported).")
+@click.option("--window-overlap", type=int, default=64, show_default=True,
+              help="Tokens shared by consecutive windows.")
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... Default: cuda if available.")
+@click.option("--workers", type=int, help="Start a local Dask cluster with N workers "
+              "(one per GPU on CUDA).")
+@click.option("--scheduler", help="Address of an existing Dask scheduler (tcp://HOST:PORT).")
+@click.option("--commit-every", type=float, default=30.0, show_default=True,
+              help="Seconds between cache commits: an interrupted run keeps all but the last "
+              "few seconds of work.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@data_options
+def extract(spec, modality: str, model: str | None, cache_dir: str | None, layer: int, dtype: str,
+            batch_tokens: int, long_policy: str, window_overlap: int, device: str | None,
+            workers: int | None, scheduler: str | None, commit_every: float,
+            as_json: bool) -> None:
+    """Embed the sequences of DATA with a frozen encoder and cache per-token embeddings.
+
+    Only sequences missing from the cache are computed; killing the command and running it
+    again finishes the job.
+
+    \b
+    Example:
+      biofuse extract mRFP_Expression.csv --modality protein --model esm2_t6_8M
+      biofuse extract data.csv --modality dna --model ./nt-v2-100m --dtype bf16 --workers 2
+      biofuse extract data.csv --modality all --model onehot
+    """
+    from biofuse.cache import default_cache_dir
+    from biofuse.errors import ConfigError
+    from biofuse.pipeline.data import load_dataset
+    from biofuse.pipeline.encoders import DEFAULTS, EncoderRequest, default_device, default_dtype
+    from biofuse.pipeline.extract import COLUMN
+    from biofuse.pipeline.extract import extract as run
+
+    if workers and scheduler:
+        raise ConfigError("--workers and --scheduler exclude each other.",
+                          "Use --workers N for a local cluster, or --scheduler ADDRESS for an "
+                          "existing one.")
+    if modality == "all" and model not in (None, "onehot"):
+        raise ConfigError(f"--modality all with --model {model} is ambiguous: one model cannot "
+                          "embed DNA, RNA and protein.",
+                          "Run one extract per modality with its --model, or omit --model.")
+    device = device or default_device()
+    dtype = default_dtype(device) if dtype == "auto" else dtype
+    ds = load_dataset(spec)
+    cache_root = cache_dir or default_cache_dir()
+    summaries = []
+    modalities = ["dna", "rna", "protein"] if modality == "all" else [modality]
+    for m in modalities:
+        request = EncoderRequest(model=model or DEFAULTS[m], modality=m, layer=layer,
+                                 dtype=dtype, long_policy=long_policy,
+                                 window_overlap=window_overlap, device=device)
+        summary = run(ds.frame[COLUMN[m]].to_list(), request, cache_root,
+                      batch_tokens=batch_tokens, workers=workers, scheduler=scheduler,
+                      progress=not as_json, commit_seconds=commit_every,
+                      echo=lambda s: click.echo(s, err=True))
+        summaries.append(summary)
+        if not as_json:
+            click.echo(summary.format())
+        if summary.interrupted:
+            break
+    if as_json:
+        click.echo(json.dumps([s.to_dict() for s in summaries], indent=2))
+    if any(s.interrupted for s in summaries):
+        sys.exit(130)
+
+
+# ---------------------------------------------------------------------------------------------
 # biofuse cache
 
 @main.group()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -236,8 +237,9 @@ class EmbeddingStore:
 
     # ----------------------------------------------------------------- writing
 
-    def writer(self, part_bytes: int = DEFAULT_PART_BYTES) -> PartWriter:
-        return PartWriter(self, part_bytes)
+    def writer(self, part_bytes: int = DEFAULT_PART_BYTES,
+               part_seconds: float | None = None) -> PartWriter:
+        return PartWriter(self, part_bytes, part_seconds)
 
     def write(self, keys: Sequence[str], arrays: Sequence[np.ndarray]) -> str | None:
         """Write and commit one part (convenience for small batches)."""
@@ -384,15 +386,18 @@ def pool_tokens(flat: np.ndarray, offsets: np.ndarray, k: int) -> tuple[np.ndarr
 
 
 class PartWriter:
-    """Buffers embeddings and commits them as parts of about ``part_bytes``.
+    """Buffers embeddings and commits them as parts of about ``part_bytes``, or sooner when the
+    oldest buffered embedding is ``part_seconds`` old (so a crash loses at most that much work).
 
     Use as a context manager: on exit (also on Ctrl-C or an error) the buffered, complete
     embeddings are committed, so finished work is never lost.
     """
 
-    def __init__(self, store: EmbeddingStore, part_bytes: int):
+    def __init__(self, store: EmbeddingStore, part_bytes: int, part_seconds: float | None = None):
         self.store = store
         self.part_bytes = part_bytes
+        self.part_seconds = part_seconds
+        self._since = 0.0
         self.part_ids: list[str] = []
         self._keys: list[str] = []
         self._arrays: list[np.ndarray] = []
@@ -419,11 +424,15 @@ class PartWriter:
                     "Use storage dtype float32 for this encoder, or check the model's numerics.")
         if key in self._pending:
             return
+        if not self._keys:
+            self._since = time.monotonic()
         self._pending.add(key)
         self._keys.append(key)
         self._arrays.append(stored)
         self._bytes += stored.nbytes
-        if self._bytes >= self.part_bytes:
+        if self._bytes >= self.part_bytes or (
+                self.part_seconds is not None
+                and time.monotonic() - self._since >= self.part_seconds):
             self.flush()
 
     def flush(self) -> str | None:

@@ -1,0 +1,95 @@
+"""What every encoder is: a description (``EncoderInfo``), a request (``EncoderRequest``) and the
+small interface the extractor drives (``Encoder``).
+
+An encoder works on token ids: ``tokenize`` turns a prepared sequence into ids without special
+tokens, ``forward`` embeds a batch of id lists (adding specials, padding, masking) and returns one
+float32 [n_tokens, dim] array per list with the specials stripped. Working on ids lets the
+extractor window any encoder the same way: split the ids, embed the windows, stitch them back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from biofuse.cache import Fingerprint
+
+MODALITIES = ("protein", "dna", "rna")
+DTYPES = ("fp32", "bf16", "fp16")
+LONG_POLICIES = ("window", "truncate", "drop")
+
+
+@dataclass(frozen=True)
+class EncoderInfo:
+    """A registered encoder: what the CLI name stands for."""
+
+    name: str
+    modality: str
+    family: str
+    source: str  # hub id, or "builtin"
+    dim: int
+    n_layers: int
+    nt_per_token: int  # nucleotides per output token: 3 for protein (a codon), 6 for 6-mers, 1
+    context: int  # max tokens per forward, special tokens excluded
+    extra: str | None = None  # the pip extra that provides its dependencies
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class EncoderRequest:
+    """Everything needed to build an encoder in any process (it is sent to Dask workers)."""
+
+    model: str  # registered name, local directory, or hub id
+    modality: str
+    layer: int = -1
+    dtype: str = "fp32"
+    long_policy: str = "window"
+    window_overlap: int = 64
+    device: str = "cpu"
+    trust_remote_code: bool = False
+    options: dict = field(default_factory=dict)
+
+
+class Encoder:
+    """Base class: subclasses set ``info`` and implement ``tokenize``, ``forward`` and
+    ``weights_id``; the extractor needs nothing else."""
+
+    info: EncoderInfo
+    request: EncoderRequest
+    #: settings of the tokenizer that change outputs (recorded in the fingerprint)
+    tokenizer_settings: dict
+
+    def prepare(self, sequence: str) -> str:
+        """The exact string this encoder sees for a dataset sequence of its modality."""
+        return sequence
+
+    def tokenize(self, sequence: str) -> list[int]:
+        raise NotImplementedError
+
+    def forward(self, batch: list[list[int]]) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    def weights_id(self) -> str:
+        """Revision or content hash of the weights (recorded in the fingerprint)."""
+        raise NotImplementedError
+
+    @property
+    def context(self) -> int:
+        return self.info.context
+
+    def fingerprint(self) -> Fingerprint:
+        r = self.request
+        long = {"policy": r.long_policy, "window": self.context,
+                "overlap": r.window_overlap if r.long_policy == "window" else 0}
+        return Fingerprint(model_id=self.info.source if self.info.source != "builtin"
+                           else self.info.name, revision=self.weights_id(),
+                           layer=self.resolved_layer(), dtype=r.dtype,
+                           long_policy=f"{long['policy']}:{long['window']}:{long['overlap']}",
+                           tokenizer=self.tokenizer_settings)
+
+    def resolved_layer(self) -> int:
+        """The layer as a non-negative index (0 = embeddings, n_layers = last)."""
+        n = self.info.n_layers
+        layer = self.request.layer
+        return n + 1 + layer if layer < 0 else layer

@@ -1,0 +1,50 @@
+"""One-hot baselines (the "Bridging" paper's): no weights, one token per residue or nucleotide.
+
+Protein: 20 amino acids + X (any other letter) + '*' (stop) = 22 features, one token per codon.
+RNA: A, C, G, U, N = 5 features, one token per nucleotide. DNA: A, C, G, T, N likewise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from biofuse.pipeline.encoders.base import Encoder, EncoderInfo, EncoderRequest
+
+ALPHABETS = {"protein": "ACDEFGHIKLMNPQRSTVWYX*", "rna": "ACGUN", "dna": "ACGTN"}
+_UNKNOWN = {"protein": "X", "rna": "N", "dna": "N"}
+
+INFOS = {m: EncoderInfo(name="onehot", modality=m, family="onehot", source="builtin",
+                        dim=len(a), n_layers=0, nt_per_token=3 if m == "protein" else 1,
+                        context=1 << 30,
+                        description=f"one-hot {m} baseline ({len(a)} features), no weights")
+         for m, a in ALPHABETS.items()}
+
+
+class OneHotEncoder(Encoder):
+    def __init__(self, request: EncoderRequest):
+        self.request = request
+        self.info = INFOS[request.modality]
+        alphabet = ALPHABETS[request.modality]
+        self._index = {c: i for i, c in enumerate(alphabet)}
+        self._unknown = self._index[_UNKNOWN[request.modality]]
+        self.tokenizer_settings = {"alphabet": alphabet}
+
+    def resolved_layer(self) -> int:
+        return 0
+
+    def fingerprint(self):
+        """One-hot vectors depend on nothing but the alphabet: not on dtype, layer or windows."""
+        from biofuse.cache import Fingerprint
+
+        return Fingerprint(model_id=f"onehot-{self.info.modality}", revision="none", layer=0,
+                           dtype="none", long_policy="none", tokenizer=self.tokenizer_settings)
+
+    def weights_id(self) -> str:
+        return "none"
+
+    def tokenize(self, sequence: str) -> list[int]:
+        return [self._index.get(c, self._unknown) for c in sequence]
+
+    def forward(self, batch: list[list[int]]) -> list[np.ndarray]:
+        eye = np.eye(self.info.dim, dtype=np.float32)
+        return [eye[np.asarray(ids, dtype=np.int64)] for ids in batch]

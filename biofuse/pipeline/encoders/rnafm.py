@@ -1,0 +1,86 @@
+"""RNA-FM (Chen et al. 2022): a 12-layer, 640-dim BERT-style model over single nucleotides,
+through the `multimolecule` package (``pip install 'biofuse-ml[rnafm]'``), which publishes its
+weights as ``multimolecule/rnafm`` and implements the model in PyTorch (no remote code).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from biofuse.pipeline.encoders.base import Encoder, EncoderInfo, EncoderRequest
+from biofuse.pipeline.encoders.hub import ModelError, read_config, resolve_model_dir, weights_hash
+
+
+def _multimolecule():
+    try:
+        import multimolecule
+    except ImportError as exc:
+        raise ModelError("RNA-FM needs the multimolecule package, which is not installed.",
+                         "pip install 'biofuse-ml[rnafm]', or choose another --model "
+                         "(e.g. onehot).") from exc
+    return multimolecule
+
+
+class RnaFmEncoder(Encoder):
+    def __init__(self, request: EncoderRequest, info: EncoderInfo | None):
+        import torch
+
+        mm = _multimolecule()
+        self.request = request
+        source = info.source if info else request.model
+        self.model_dir, revision = resolve_model_dir(source)
+        cfg = read_config(self.model_dir)
+        n_layers = int(cfg.get("num_hidden_layers", 12))
+        base = info or EncoderInfo("rnafm", "rna", "rnafm", str(source), 640, 12, 1, 1022)
+        self.info = EncoderInfo(**{**base.__dict__, "dim": int(cfg.get("hidden_size", 640)),
+                                   "n_layers": n_layers,
+                                   "context": int(cfg.get("max_position_embeddings", 1026)) - 2})
+        if not 0 <= self.resolved_layer() <= n_layers:
+            raise ModelError(f"--layer {request.layer} is out of range for {source}, which has "
+                             f"{n_layers} layers.", f"Use 0..{n_layers}, or -1 for the last.")
+        self.revision = revision if revision != "local" else weights_hash(self.model_dir)
+        self.tokenizer = mm.RnaTokenizer.from_pretrained(str(self.model_dir))
+        self.tokenizer_settings = {"tokenizer": "multimolecule.RnaTokenizer",
+                                   "vocab_size": len(self.tokenizer), "cls": True, "eos": True}
+        self.n_specials = 2
+        self.device = torch.device(request.device)
+        self._model = None
+
+    def weights_id(self) -> str:
+        return self.revision
+
+    @property
+    def model(self):
+        if self._model is None:
+            import torch
+
+            mm = _multimolecule()
+            dtype = {"fp32": torch.float32, "bf16": torch.bfloat16,
+                     "fp16": torch.float16}[self.request.dtype]
+            model = mm.RnaFmModel.from_pretrained(str(self.model_dir), add_pooling_layer=False)
+            self._model = model.to(self.device, dtype=dtype).eval()
+        return self._model
+
+    def tokenize(self, sequence: str) -> list[int]:
+        return self.tokenizer(sequence, add_special_tokens=False)["input_ids"]
+
+    def forward(self, batch: list[list[int]]) -> list[np.ndarray]:
+        import torch
+
+        tok = self.tokenizer
+        width = max(len(ids) for ids in batch) + 2
+        input_ids = torch.full((len(batch), width), tok.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for i, ids in enumerate(batch):
+            row = [tok.cls_token_id, *ids, tok.eos_token_id]
+            input_ids[i, :len(row)] = torch.tensor(row)
+            mask[i, :len(row)] = 1
+        layer = self.resolved_layer()
+        with torch.inference_mode():
+            out = self.model(input_ids=input_ids.to(self.device),
+                             attention_mask=mask.to(self.device),
+                             output_hidden_states=layer < self.info.n_layers)
+            hidden = out.last_hidden_state if layer == self.info.n_layers \
+                else out.hidden_states[layer]
+            hidden = hidden.float().cpu().numpy()
+        return [hidden[i, 1:1 + len(ids)] for i, ids in enumerate(batch)]
