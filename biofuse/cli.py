@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import json
 import sys
-import textwrap
 from pathlib import Path
 
 import click
@@ -42,8 +41,8 @@ class _Group(click.Group):
 
 
 def _fail(message: str, code: int) -> None:
-    click.echo(textwrap.fill(f"error: {message}", width=100, break_on_hyphens=False,
-                             break_long_words=False), err=True)
+    """One paragraph on one line: the terminal wraps it, and commands in it stay copyable."""
+    click.echo(f"error: {' '.join(message.split())}", err=True)
     sys.exit(code)
 
 
@@ -157,8 +156,9 @@ def data_inspect(spec, as_json: bool) -> None:
 @click.option("--dtype", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto",
               show_default=True, help="Compute precision; auto = bf16 on CUDA and on CPUs with "
               "AMX or AVX512-BF16, else fp32. Embeddings are stored as float16.")
-@click.option("--batch-tokens", type=int, default=8192, show_default=True,
-              help="Token budget of one batch (padded length x sequences).")
+@click.option("--batch-tokens", type=int, default=None,
+              help="Token budget of one batch (padded length x sequences). Default: 1024 on CPU "
+              "(fastest there), 16384 on CUDA.")
 @click.option("--long", "long_policy", type=click.Choice(["window", "truncate", "drop"]),
               default="window", show_default=True,
               help="Sequences longer than the encoder's context: overlapping windows stitched "
@@ -175,7 +175,7 @@ def data_inspect(spec, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @data_options
 def extract(spec, modality: str, model: str | None, cache_dir: str | None, layer: int, dtype: str,
-            batch_tokens: int, long_policy: str, window_overlap: int, device: str | None,
+            batch_tokens: int | None, long_policy: str, window_overlap: int, device: str | None,
             workers: int | None, scheduler: str | None, commit_every: float,
             as_json: bool) -> None:
     """Embed the sequences of DATA with a frozen encoder and cache per-token embeddings.
@@ -192,7 +192,13 @@ def extract(spec, modality: str, model: str | None, cache_dir: str | None, layer
     from biofuse.cache import default_cache_dir
     from biofuse.errors import ConfigError
     from biofuse.pipeline.data import load_dataset
-    from biofuse.pipeline.encoders import DEFAULTS, EncoderRequest, default_device, default_dtype
+    from biofuse.pipeline.encoders import (
+        DEFAULTS,
+        EncoderRequest,
+        default_batch_tokens,
+        default_device,
+        default_dtype,
+    )
     from biofuse.pipeline.extract import COLUMN
     from biofuse.pipeline.extract import extract as run
 
@@ -206,6 +212,7 @@ def extract(spec, modality: str, model: str | None, cache_dir: str | None, layer
                           "Run one extract per modality with its --model, or omit --model.")
     device = device or default_device()
     dtype = default_dtype(device) if dtype == "auto" else dtype
+    batch_tokens = default_batch_tokens(device) if batch_tokens is None else batch_tokens
     ds = load_dataset(spec)
     cache_root = cache_dir or default_cache_dir()
     summaries = []
@@ -227,6 +234,119 @@ def extract(spec, modality: str, model: str | None, cache_dir: str | None, layer
         click.echo(json.dumps([s.to_dict() for s in summaries], indent=2))
     if any(s.interrupted for s in summaries):
         sys.exit(130)
+
+
+# ---------------------------------------------------------------------------------------------
+# biofuse fit / predict
+
+def _parse_encoders(values: tuple[str, ...]) -> dict[str, str]:
+    from biofuse.errors import ConfigError
+
+    out = {}
+    for v in values:
+        modality, eq, name = v.partition("=")
+        if not eq or modality not in ("dna", "rna", "protein") or not name:
+            raise ConfigError(f"--encoder {v!r} is not MODALITY=NAME.",
+                              "For example --encoder protein=esm2_t6_8M --encoder dna=onehot.")
+        out[modality] = name
+    return out
+
+
+@main.command()
+@click.argument("data", type=click.Path(dir_okay=False))
+@click.option("--fusion", required=True, type=click.Choice(["none", "concat", "mil", "xattn",
+                                                            "seqconcat", "isoformer"]),
+              help="concat / mil / xattn / seqconcat: BioLangFusion; isoformer: IsoFormer's "
+              "aggregation; none: one modality (probing).")
+@click.option("--modalities", default=None,
+              help="Comma-separated subset of dna,rna,protein. Default: all three (one for none).")
+@click.option("--encoder", "encoders", multiple=True,
+              help="MODALITY=NAME (or a fingerprint id from `biofuse cache info`). Default: "
+              "protein=esm2_t6_8M, dna=nt_v2_100m, rna=rnafm.")
+@click.option("--head", type=click.Choice(["textcnn", "lstm", "mlp", "meanlinear"]),
+              default="textcnn", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory.")
+@click.option("--epochs", type=int, default=500, show_default=True)
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--patience", type=int, default=20, show_default=True,
+              help="Early stopping: epochs without a better validation metric.")
+@click.option("--entropy-weights", default="0,0.01,0.1", show_default=True,
+              help="MIL: the entropy-regularisation weights tried; the best on validation wins.")
+@click.option("--log1p", is_flag=True, help="Regress log1p(target) (IsoFormer's expression).")
+@click.option("--channels", type=int, default=None,
+              help="TextCNN channels per kernel (default 100; BioLangFusion used 1280 for mil).")
+@click.option("--json", "as_json", is_flag=True, help="Print metrics.json.")
+@data_options
+def fit(spec, fusion: str, modalities: str | None, encoders: tuple[str, ...], head: str,
+        seed: int, cache_dir: str | None, out: str, epochs: int, batch_size: int, lr: float,
+        patience: int, entropy_weights: str, log1p: bool, channels: int | None,
+        as_json: bool) -> None:
+    """Train a fusion model on the cached embeddings of DATA and write a run directory:
+    config.json, metrics.json, predictions.parquet, attention.parquet (mil), model.pt,
+    train_log.csv.
+
+    \b
+    Example:
+      biofuse fit mRFP_Expression.csv --fusion mil --cache CACHE --out runs/mil
+      biofuse fit data.csv --fusion none --modalities protein --encoder protein=onehot --out runs/p
+    """
+    from biofuse.cache import default_cache_dir
+    from biofuse.errors import ConfigError
+    from biofuse.pipeline.data import load_dataset
+    from biofuse.pipeline.fit import FitConfig
+    from biofuse.pipeline.fit import fit as run
+
+    mods = tuple(m.strip() for m in modalities.split(",")) if modalities else (
+        ("protein",) if fusion == "none" else ("dna", "rna", "protein"))
+    try:
+        weights = tuple(float(w) for w in entropy_weights.split(","))
+    except ValueError as exc:
+        raise ConfigError(f"--entropy-weights {entropy_weights!r} is not a list of numbers.",
+                          "For example --entropy-weights 0,0.01,0.1.") from exc
+    cfg = FitConfig(fusion=fusion, modalities=mods, encoders=_parse_encoders(encoders),
+                    head=head, seed=seed, epochs=epochs, batch_size=batch_size, lr=lr,
+                    patience=patience, log1p=log1p, entropy_weights=weights,
+                    head_options={"channels": channels} if channels and head == "textcnn" else {})
+    ds = load_dataset(spec)
+    metrics = run(ds, cfg, cache_dir or default_cache_dir(), Path(out),
+                  echo=lambda s: click.echo(s, err=True))
+    if as_json:
+        click.echo(json.dumps(metrics, indent=2))
+        return
+    for split in ("val", "test"):
+        m = metrics[split]
+        if not m:
+            continue
+        if metrics["task"] == "classification":
+            click.echo(f"{split:5s} accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}")
+        else:
+            click.echo(f"{split:5s} Spearman {m['spearman']:.4f}  Pearson {m['pearson']:.4f}  "
+                       f"R2 {m['r2']:.4f}  MSE {m['mse']:.4g}")
+    click.echo(f"run written to {out}")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.argument("data", type=click.Path(dir_okay=False))
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="Predictions file (.parquet or .csv).")
+def predict(run_dir: str, data: str, cache_dir: str | None, out: str) -> None:
+    """Score the sequences of DATA with the model trained in RUN_DIR (their embeddings must be
+    in the cache: run `biofuse extract` with the same encoders first).
+
+    \b
+    Example:
+      biofuse predict runs/mil new_sequences.csv --out predictions.parquet
+    """
+    from biofuse.cache import default_cache_dir
+    from biofuse.pipeline.predict import predict as run
+
+    n = run(Path(run_dir), data, cache_dir or default_cache_dir(), Path(out))
+    click.echo(f"wrote {n} predictions to {out}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -383,24 +503,52 @@ def cache_export(cache_dir: str, fingerprint_id: str | None, keys_file: str | No
 @main.command()
 @click.option("--data", "data_path", type=click.Path(dir_okay=False),
               help="Run on this table instead of the shipped synthetic example.")
-def demo(data_path: str | None) -> None:
-    """Run biofuse end to end on a small shipped dataset (no download, CPU only).
-
-    Today the demo reads and validates the dataset; it grows with biofuse (extract, fit).
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="biofuse-demo",
+              show_default=True, help="Where the cache and the run directory go.")
+@click.option("--epochs", type=int, default=150, show_default=True)
+def demo(data_path: str | None, out_dir: str, epochs: int) -> None:
+    """Run biofuse end to end on a small dataset, on the CPU, with no download: validate the
+    table, extract one-hot embeddings of DNA, RNA and protein into a cache, train a gated-
+    attention MIL fusion with a TextCNN head, and report validation and test metrics.
 
     \b
     Example:
       biofuse demo
-      biofuse demo --data mRFP_Expression.csv
+      biofuse demo --data mRFP_Expression.csv --out demo-mrfp
     """
     from biofuse.examples import EXAMPLE_CSV
     from biofuse.pipeline.data import DataSpec, load_dataset
-    from biofuse.pipeline.inspect import format_report
+    from biofuse.pipeline.encoders import EncoderRequest
+    from biofuse.pipeline.extract import COLUMN
+    from biofuse.pipeline.extract import extract as run_extract
+    from biofuse.pipeline.fit import FitConfig
+    from biofuse.pipeline.fit import fit as run_fit
 
     spec = (DataSpec(path=str(data_path)) if data_path
             else DataSpec(path=str(EXAMPLE_CSV), label_cols=("expression",)))
     ds = load_dataset(spec)
-    click.echo(format_report(ds.report))
+    r = ds.report
+    click.echo(f"1/3 data: {r.rows_kept} of {r.rows_read} rows kept, splits "
+               + ", ".join(f"{k} {v}" for k, v in r.split_sizes.items())
+               + f" ({r.split_source}); `biofuse data inspect` shows the full report")
+    out = Path(out_dir)
+    cache = out / "cache"
+    for m in ("dna", "rna", "protein"):
+        s = run_extract(ds.frame[COLUMN[m]].to_list(),
+                        EncoderRequest(model="onehot", modality=m), cache, progress=False)
+        click.echo(f"2/3 extract {m:7s}: {s.counts.computed} computed, {s.cached} cached "
+                   f"(one-hot; real encoders: `biofuse extract --model esm2_t6_8M` ...)")
+    cfg = FitConfig(fusion="mil", encoders={m: "onehot" for m in ("dna", "rna", "protein")},
+                    epochs=epochs, entropy_weights=(0.0, 0.1), lr=3e-3)
+    metrics = run_fit(ds, cfg, cache, out / "run", echo=lambda s: click.echo(f"3/3 fit {s}"))
+    for split in ("val", "test"):
+        m = metrics[split]
+        if m and metrics["task"] == "regression":
+            click.echo(f"    {split:4s} Spearman {m['spearman']:.3f}  Pearson {m['pearson']:.3f}  "
+                       f"R2 {m['r2']:.3f}")
+        elif m:
+            click.echo(f"    {split:4s} accuracy {m['accuracy']:.3f}  macro-F1 {m['macro_f1']:.3f}")
+    click.echo(f"run directory: {out / 'run'} (config, metrics, predictions, MIL attention, model)")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -200,6 +200,36 @@ def test_resume_after_sigkill_equals_uninterrupted_run(esm2_dir, tmp_path):
     assert resumed.lengths.tolist() == clean.lengths.tolist()
 
 
+def test_ctrl_c_saves_work_prints_summary_and_exits_130(esm2_dir, tmp_path):
+    seqs = proteins(600, 20, 38, seed=7)
+    data = write_table(tmp_path / "d.csv", seqs)
+    cmd = [sys.executable, "-m", "biofuse.cli", "extract", str(data), "--modality", "protein",
+           "--model", str(esm2_dir), "--dtype", "fp32", "--batch-tokens", "120",
+           "--commit-every", "0.05", "--cache", str(tmp_path / "c")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=REPO)
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list((tmp_path / "c").glob("*/parts/*"))) < 2:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted: finished embeddings are saved" in out
+    assert "Traceback" not in err
+    store = EmbeddingCache(tmp_path / "c").stores()[0]
+    assert 0 < len(store) < len(seqs)
+    res = subprocess.run([*cmd, "--json"], capture_output=True, text=True, cwd=REPO)
+    assert res.returncode == 0 and json.loads(res.stdout)[0]["counts"]["computed"] == \
+        len(seqs) - len(store)
+
+
+def test_dataset_without_the_modality_is_a_clear_error(tmp_path):
+    data = write_table(tmp_path / "p.csv", proteins(3))
+    res = CliRunner().invoke(main, ["extract", str(data), "--modality", "rna", "--model",
+                                    "onehot", "--cache", str(tmp_path / "c")])
+    assert res.exit_code == 2 and "No row of the dataset has a rna sequence" in res.output
+
+
 # ------------------------------------------------------------------ Dask
 
 def test_two_local_dask_workers_equal_in_process(esm2_dir, tmp_path):

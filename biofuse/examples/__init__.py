@@ -1,9 +1,10 @@
 """A small synthetic dataset shipped with biofuse, so `biofuse demo` runs with no download.
 
 400 coding sequences (AUG, 40 random sense codons, a stop codon) whose label, ``expression``,
-is the GC content at third codon positions (a codon-usage signal, as in real expression data)
-plus noise. Regenerate the shipped file with ``python -m biofuse.examples.make``; a test checks that
-the file equals this generator's output.
+mixes a protein-level signal (the share of hydrophobic residues) and an mRNA-level one (GC
+content), plus noise: each modality sees part of it, so fusing them helps. Regenerate the
+shipped file with ``python -m biofuse.examples.make``; a test checks that the file equals this
+generator's output.
 """
 
 from __future__ import annotations
@@ -26,8 +27,11 @@ def make_cds_example(n: int = 400, n_codons: int = 40, seed: int = 0) -> pl.Data
     ids, seqs, ys = [], [], []
     for i in range(n):
         codons = ["AUG", *rng.choice(sense, size=n_codons), rng.choice(stops)]
-        gc3 = np.mean([c[2] in "GC" for c in codons[1:-1]])
+        seq = "".join(codons)
+        protein = dogma.translate(seq)
+        hydrophobic = np.mean([aa in "AVILMFWC" for aa in protein])
+        gc = np.mean([b in "GC" for b in seq])
         ids.append(f"cds{i:04d}")
-        seqs.append("".join(codons))
-        ys.append(round(float(10 * gc3 + rng.normal(0, 0.5)), 4))
+        seqs.append(seq)
+        ys.append(round(float(10 * hydrophobic + 10 * gc + rng.normal(0, 0.3)), 4))
     return pl.DataFrame({"id": ids, "sequence": seqs, "expression": ys})

@@ -11,6 +11,7 @@ non-coding transcript has no protein).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections import Counter, defaultdict
@@ -50,6 +51,7 @@ class DataSpec:
     split_seed: int = 0
     dedup: str = "none"
     sep: str | None = None
+    labels: bool = True  # False: read no label column at all (prediction on new sequences)
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -94,6 +96,8 @@ def load_dataset(spec: DataSpec) -> Dataset:
     cols = resolve_columns(table.columns, sequence=spec.sequence_col, dna=spec.dna_col,
                            protein=spec.protein_col, labels=spec.label_cols, split=spec.split_col,
                            id=spec.id_col, group=spec.group_col)
+    if not spec.labels:
+        cols = dataclasses.replace(cols, labels=())
     report = Report(str(spec.path), info.format, info.separator, table.height,
                     orf_policy=spec.orf, genetic_code=spec.genetic_code)
     cols = _sequence_column_type(table, cols, report)
@@ -233,6 +237,8 @@ def _coding_notes(view: dogma.CodingView, notes: Counter[str], table_id: int) ->
 def _labels(table: pl.DataFrame, cols: ColumnMap, spec: DataSpec, report: Report,
             keep: np.ndarray) -> tuple[dict[str, np.ndarray], str | None, tuple[str, ...] | None]:
     if not cols.labels:
+        if not spec.labels:
+            return {}, None, None
         report.warnings.append("No label column found: fine for `biofuse extract`, but `biofuse fit` "
                                "needs one (name it with --label-col).")
         return {}, None, None

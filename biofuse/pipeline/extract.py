@@ -18,10 +18,10 @@ import numpy as np
 from biofuse.cache import EmbeddingCache, EmbeddingStore, sequence_key
 from biofuse.errors import BiofuseError
 from biofuse.pipeline.batching import stitch, token_budget_batches, windows
-from biofuse.pipeline.encoders import Encoder, EncoderRequest, build_encoder
+from biofuse.pipeline.encoders import Encoder, EncoderRequest, build_encoder, encoder_info
 
 COLUMN = {"protein": "protein", "dna": "dna", "rna": "mrna"}
-DEFAULT_BATCH_TOKENS = 8192
+DEFAULT_BATCH_TOKENS = 1024  # the CPU default; see encoders.default_batch_tokens
 #: commit finished embeddings at least this often, so an interrupted run keeps its work
 DEFAULT_COMMIT_SECONDS = 30.0
 
@@ -244,6 +244,15 @@ def extract(sequences: list[str | None], request: EncoderRequest, cache_root, *,
 
         raise ConfigError(f"--batch-tokens {batch_tokens} must be positive.",
                           f"The default is {DEFAULT_BATCH_TOKENS}.")
+    encoder_info(request.model, request.modality)  # a wrong model/modality pair is named first
+    if sequences and not any(sequences):
+        from biofuse.errors import DataError
+
+        column = COLUMN[request.modality]
+        raise DataError(
+            f"No row of the dataset has a {request.modality} sequence (column '{column}').",
+            "Check --modality; a protein or DNA sequence is derived only from an mRNA/CDS "
+            "column (--sequence-col), and an mRNA cannot be derived from a protein.")
     encoder = build_encoder(request)
     p = plan(sequences, encoder, cache_root)
     summary = Summary(request.model, request.modality, p.store.id, p.rows,

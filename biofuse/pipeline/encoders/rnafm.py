@@ -8,7 +8,13 @@ from __future__ import annotations
 import numpy as np
 
 from biofuse.pipeline.encoders.base import Encoder, EncoderInfo, EncoderRequest
-from biofuse.pipeline.encoders.hub import ModelError, read_config, resolve_model_dir, weights_hash
+from biofuse.pipeline.encoders.hub import (
+    ModelError,
+    local_or_hub,
+    read_config,
+    resolve_model_dir,
+    weights_hash,
+)
 
 
 def _multimolecule():
@@ -27,7 +33,7 @@ class RnaFmEncoder(Encoder):
 
         mm = _multimolecule()
         self.request = request
-        source = info.source if info else request.model
+        source = info.source if info else local_or_hub(request.model)
         self.model_dir, revision = resolve_model_dir(source)
         cfg = read_config(self.model_dir)
         n_layers = int(cfg.get("num_hidden_layers", 12))
@@ -57,7 +63,12 @@ class RnaFmEncoder(Encoder):
             mm = _multimolecule()
             dtype = {"fp32": torch.float32, "bf16": torch.bfloat16,
                      "fp16": torch.float16}[self.request.dtype]
-            model = mm.RnaFmModel.from_pretrained(str(self.model_dir), add_pooling_layer=False)
+            try:  # PyTorch's fused attention where multimolecule supports it (eager otherwise)
+                model = mm.RnaFmModel.from_pretrained(str(self.model_dir), add_pooling_layer=False,
+                                                      attn_implementation="sdpa")
+            except (ValueError, TypeError, ImportError):
+                model = mm.RnaFmModel.from_pretrained(str(self.model_dir),
+                                                      add_pooling_layer=False)
             self._model = model.to(self.device, dtype=dtype).eval()
         return self._model
 
@@ -76,9 +87,10 @@ class RnaFmEncoder(Encoder):
             input_ids[i, :len(row)] = torch.tensor(row)
             mask[i, :len(row)] = 1
         layer = self.resolved_layer()
+        padded = bool((mask == 0).any())  # no padding, no mask: the fused attention kernel
         with torch.inference_mode():
             out = self.model(input_ids=input_ids.to(self.device),
-                             attention_mask=mask.to(self.device),
+                             attention_mask=mask.to(self.device) if padded else None,
                              output_hidden_states=layer < self.info.n_layers)
             hidden = out.last_hidden_state if layer == self.info.n_layers \
                 else out.hidden_states[layer]

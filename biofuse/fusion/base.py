@@ -1,0 +1,50 @@
+"""What a fusion method is: modules that turn per-modality embeddings into one sequence.
+
+``forward(feats, masks, present)``: ``feats[m]`` is [B, T, D_m] (on the codon grid when the
+method is ``aligned``, the encoder's own tokens otherwise), ``masks[m]`` [B, T] marks valid
+positions, ``present[m]`` [B] marks rows that have modality m at all. It returns the fused
+sequence [B, T', out_dim], its mask [B, T'], and extras (attention weights, auxiliary loss).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+
+@dataclass
+class FusionOutput:
+    x: torch.Tensor  # [B, T, out_dim]
+    mask: torch.Tensor  # [B, T] bool
+    aux_loss: torch.Tensor | None = None  # added to the task loss (MIL's entropy term)
+    weights: dict[str, torch.Tensor] = field(default_factory=dict)  # per-sample, for audit
+
+
+class Fusion(nn.Module):
+    #: True: inputs are on the codon grid; False: each modality keeps its own tokens
+    aligned: bool = True
+    out_dim: int
+
+    def __init__(self, dims: dict[str, int]):
+        super().__init__()
+        self.modalities = sorted(dims)
+        self.dims = dict(dims)
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """[B, T, D], [B, T] -> [B, D], zero for rows without valid positions."""
+    m = mask.to(x.dtype)[..., None]
+    return (x * m).sum(1) / m.sum(1).clamp(min=1)
+
+
+def compact(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move each row's valid positions to the front, in order (concatenating padded sequences
+    leaves gaps that sequence heads would read across); the width shrinks to the longest row."""
+    order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)  # valid first, in order
+    width = max(int(mask.sum(1).max()), 1)
+    order = order[:, :width]
+    x = torch.gather(x, 1, order[..., None].expand(-1, -1, x.shape[-1]))
+    mask = torch.gather(mask, 1, order)
+    return x * mask[..., None], mask

@@ -1,0 +1,48 @@
+"""[isoformer] IsoFormer's aggregation (Garau-Luis et al. 2024): every modality, projected to a
+common dim, attends in turn to each other modality (cross-attention, 8 heads, residual + norm),
+giving one multi-modal embedding per modality; their concatenation along the sequence axis is
+the fused representation. No codon alignment (IsoFormer's DNA, transcript and protein are not
+on one grid). An absent modality contributes nothing: its cross-attention term is zeroed and its
+own stream is masked out."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from biofuse.fusion.base import Fusion, FusionOutput, compact
+
+
+class IsoFormerAggregation(Fusion):
+    aligned = False
+
+    def __init__(self, dims: dict[str, int], *, dim: int = 256, heads: int = 8,
+                 dropout: float = 0.1):
+        super().__init__(dims)
+        self.proj = nn.ModuleDict({m: nn.Linear(dims[m], dim) for m in self.modalities})
+        self.cross = nn.ModuleDict({
+            f"{q}->{k}": nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+            for q in self.modalities for k in self.modalities if q != k})
+        self.norm = nn.ModuleDict({f"{q}->{k}": nn.LayerNorm(dim) for q in self.modalities
+                                   for k in self.modalities if q != k})
+        self.out_dim = dim
+
+    def forward(self, feats, masks, present):
+        valid = {m: masks[m] & present[m][:, None] for m in self.modalities}
+        h = {m: self.proj[m](feats[m]) for m in self.modalities}
+        out = {}
+        for q in self.modalities:
+            x = h[q]
+            for k in self.modalities:
+                if k == q:
+                    continue
+                ignore = ~valid[k]
+                empty = ~valid[k].any(1)  # rows without modality k: zero its contribution
+                ignore[empty, 0] = False
+                att, _ = self.cross[f"{q}->{k}"](x, h[k], h[k], key_padding_mask=ignore,
+                                                 need_weights=False)
+                att = att * (~empty)[:, None, None]
+                x = self.norm[f"{q}->{k}"](x + att)
+            out[q] = x * valid[q][..., None]
+        return FusionOutput(*compact(torch.cat([out[m] for m in self.modalities], dim=1),
+                                     torch.cat([valid[m] for m in self.modalities], dim=1)))

@@ -1,0 +1,62 @@
+"""[mil] BioLangFusion's entropy-regularised gated-attention multiple-instance learning over
+modalities (Ilse et al. 2018): each modality is an instance.
+
+    H_m = tanh(Linear_m(X_m))                      per-modality projection to ``dim`` (600)
+    s_m = w^T [tanh(V_m h_m + b_m) * sigmoid(U_m h_m + c_m)] / tau,   h_m = mean over codons of H_m
+    alpha = softmax over the modalities present in the row;  fused = sum_m alpha_m H_m
+    loss += lambda * mean_batch(entropy(alpha))    (lambda chosen on validation, 0 included)
+
+tau is learned and clamped to [0.02, 20]. Ablations: ``shared_projection`` (one Linear for all
+modalities, which then need one dim) and ``token_level`` (alpha per codon instead of per row).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from biofuse.fusion.base import Fusion, FusionOutput, masked_mean
+
+
+class GatedAttentionMIL(Fusion):
+    def __init__(self, dims: dict[str, int], *, dim: int = 600, attn_dim: int = 100,
+                 entropy_weight: float = 0.0, shared_projection: bool = False,
+                 token_level: bool = False):
+        super().__init__(dims)
+        if shared_projection and len(set(dims.values())) != 1:
+            raise ValueError("a shared projection needs modalities of one dim")
+        shared = nn.Linear(next(iter(dims.values())), dim) if shared_projection else None
+        self.proj = nn.ModuleDict({m: shared or nn.Linear(dims[m], dim) for m in self.modalities})
+        self.V = nn.ModuleDict({m: nn.Linear(dim, attn_dim) for m in self.modalities})
+        self.U = nn.ModuleDict({m: nn.Linear(dim, attn_dim) for m in self.modalities})
+        self.w = nn.Linear(attn_dim, 1, bias=False)
+        self.log_tau = nn.Parameter(torch.zeros(()))
+        self.entropy_weight = entropy_weight
+        self.token_level = token_level
+        self.out_dim = dim
+
+    def tau(self) -> torch.Tensor:
+        return self.log_tau.exp().clamp(0.02, 20.0)
+
+    def forward(self, feats, masks, present):
+        hs, scores = [], []
+        for m in self.modalities:
+            h = torch.tanh(self.proj[m](feats[m])) * masks[m][..., None]  # [B, G, dim]
+            summary = h if self.token_level else masked_mean(h, masks[m])  # [B, (G,) dim]
+            gate = torch.tanh(self.V[m](summary)) * torch.sigmoid(self.U[m](summary))
+            score = self.w(gate).squeeze(-1) / self.tau()  # [B] or [B, G]
+            avail = present[m] if not self.token_level else masks[m] & present[m][:, None]
+            scores.append(score.masked_fill(~avail, float("-inf")))
+            hs.append(h)
+        s = torch.stack(scores, dim=-1)  # [B, (G,) M]
+        none = torch.isinf(s).all(-1, keepdim=True)  # rows/positions with no modality at all
+        alpha = torch.softmax(s.masked_fill(none, 0.0), dim=-1).masked_fill(none, 0.0)
+        a = alpha if self.token_level else alpha[:, None, :]  # [B, G|1, M]
+        fused = (torch.stack(hs, dim=-1) * a[:, :, None, :]).sum(-1)  # [B, G, dim]
+        mask = torch.stack([masks[m] & present[m][:, None] for m in self.modalities]).any(0)
+        entropy = -(alpha * alpha.clamp(min=1e-12).log()).sum(-1)
+        aux = self.entropy_weight * entropy.mean() if self.entropy_weight else None
+        weights = alpha if not self.token_level else (
+            (alpha * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1))
+        return FusionOutput(fused * mask[..., None], mask, aux,
+                            {m: weights[:, i] for i, m in enumerate(self.modalities)})

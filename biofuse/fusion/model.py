@@ -1,0 +1,57 @@
+"""A complete fusion model: alignment (for aligned methods), a fusion method, a head.
+
+``ModelConfig`` is enough to rebuild the model; it is written into every run directory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from biofuse.fusion import FUSIONS
+from biofuse.fusion.align import Aligner
+from biofuse.fusion.base import FusionOutput
+from biofuse.heads import HEADS
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    modalities: tuple[str, ...]
+    dims: dict[str, int]
+    nt_per_token: dict[str, int]
+    fusion: str
+    head: str
+    n_outputs: int
+    fusion_options: dict = field(default_factory=dict)
+    head_options: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        return cls(**{**d, "modalities": tuple(d["modalities"])})
+
+
+class FusionModel(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        dims = {m: config.dims[m] for m in config.modalities}
+        self.fusion = FUSIONS[config.fusion](dims, **config.fusion_options)
+        self.aligner = (Aligner({m: config.nt_per_token[m] for m in config.modalities}, dims)
+                        if self.fusion.aligned else None)
+        self.head = HEADS[config.head](self.fusion.out_dim, config.n_outputs,
+                                       **config.head_options)
+
+    def forward(self, feats: dict[str, torch.Tensor], masks: dict[str, torch.Tensor],
+                present: dict[str, torch.Tensor], grid: torch.Tensor
+                ) -> tuple[torch.Tensor, FusionOutput]:
+        """feats[m]: [B, T_m, D_m]; masks[m]: [B, T_m]; present[m]: [B]; grid: [B] codons."""
+        if self.aligner is not None:
+            feats, grid_mask = self.aligner(feats, masks, grid)
+            masks = {m: grid_mask for m in feats}
+        fused = self.fusion(feats, masks, present)
+        return self.head(fused.x, fused.mask), fused  # [B, n_outputs]

@@ -1,0 +1,24 @@
+"""[seqconcat] BioLangFusion's "vanilla concatenation" ablation: no codon alignment; every
+modality is projected to a common dim and the sequences are concatenated along the sequence
+axis, each keeping its own tokens."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from biofuse.fusion.base import Fusion, FusionOutput, compact
+
+
+class SequenceConcat(Fusion):
+    aligned = False
+
+    def __init__(self, dims: dict[str, int], *, dim: int = 256):
+        super().__init__(dims)
+        self.proj = nn.ModuleDict({m: nn.Linear(dims[m], dim) for m in self.modalities})
+        self.out_dim = dim
+
+    def forward(self, feats, masks, present):
+        valid = [masks[m] & present[m][:, None] for m in self.modalities]
+        xs = [self.proj[m](feats[m]) * v[..., None] for m, v in zip(self.modalities, valid)]
+        return FusionOutput(*compact(torch.cat(xs, dim=1), torch.cat(valid, dim=1)))

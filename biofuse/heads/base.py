@@ -1,0 +1,24 @@
+"""Heads: [B, T, D] + mask [B, T] -> [B, n_outputs]. Padding never changes an output."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Head(nn.Module):
+    def __init__(self, in_dim: int, n_outputs: int):
+        super().__init__()
+        self.in_dim, self.n_outputs = in_dim, n_outputs
+
+
+def masked_max(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Max over valid positions; zeros for a row without any."""
+    neg = torch.finfo(x.dtype).min
+    out = x.masked_fill(~mask[..., None], neg).max(1).values
+    return out.masked_fill(~mask.any(1)[:, None], 0.0)
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    m = mask.to(x.dtype)[..., None]
+    return (x * m).sum(1) / m.sum(1).clamp(min=1)

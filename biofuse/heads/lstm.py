@@ -1,0 +1,28 @@
+"""[lstm] The Bridging paper's LSTM head: LSTM (hidden 640) over the valid positions only
+(packed), max pool over them, dropout 0.2, linear output."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from biofuse.heads.base import Head, masked_max
+
+
+class LSTMHead(Head):
+    def __init__(self, in_dim: int, n_outputs: int, *, hidden: int = 640,
+                 bidirectional: bool = False, dropout: float = 0.2):
+        super().__init__(in_dim, n_outputs)
+        self.lstm = nn.LSTM(in_dim, hidden, batch_first=True, bidirectional=bidirectional)
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(hidden * (2 if bidirectional else 1), n_outputs)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        lengths = mask.sum(1).clamp(min=1).cpu()
+        packed = pack_padded_sequence(x * mask[..., None], lengths, batch_first=True,
+                                      enforce_sorted=False)
+        y, _ = self.lstm(packed)
+        y, _ = pad_packed_sequence(y, batch_first=True, total_length=x.shape[1])
+        valid = torch.arange(x.shape[1], device=x.device)[None, :] < lengths.to(x.device)[:, None]
+        return self.out(self.dropout(masked_max(y, valid)))

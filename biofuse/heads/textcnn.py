@@ -1,0 +1,41 @@
+"""[textcnn] Kim (2014): optional input projection, Conv1d with kernels 3/4/5, ReLU, global max
+pool over valid windows only, concatenation, dropout 0.2, linear output. 100 channels per kernel
+in the Bridging paper and for xattn; 1280 for BioLangFusion's MIL."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from biofuse.heads.base import Head, masked_max
+
+
+class TextCNN(Head):
+    def __init__(self, in_dim: int, n_outputs: int, *, projection: int | None = None,
+                 channels: int = 100, kernels: tuple[int, ...] = (3, 4, 5),
+                 dropout: float = 0.2):
+        super().__init__(in_dim, n_outputs)
+        self.proj = nn.Linear(in_dim, projection) if projection else None
+        width = projection or in_dim
+        self.kernels = tuple(kernels)
+        self.convs = nn.ModuleList(nn.Conv1d(width, channels, k) for k in self.kernels)
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(channels * len(self.kernels), n_outputs)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.proj is not None:
+            x = self.proj(x)
+        x = x * mask[..., None]  # padded positions are exactly zero
+        k_max = max(self.kernels)
+        if x.shape[1] < k_max:  # room for one window of the widest kernel
+            x = nn.functional.pad(x, (0, 0, 0, k_max - x.shape[1]))
+        lengths = mask.sum(1)  # [B]
+        xt = x.transpose(1, 2)  # [B, D, T]
+        pooled = []
+        for k, conv in zip(self.kernels, self.convs):
+            y = torch.relu(conv(xt)).transpose(1, 2)  # [B, T-k+1, C]
+            # a window is valid when it lies inside the sequence (or is the first, if shorter)
+            n_valid = (lengths - k + 1).clamp(min=1)
+            valid = torch.arange(y.shape[1], device=y.device)[None, :] < n_valid[:, None]
+            pooled.append(masked_max(y, valid & (lengths > 0)[:, None]))
+        return self.out(self.dropout(torch.cat(pooled, dim=-1)))

@@ -1,0 +1,136 @@
+"""Every registered fusion x head on tiny dims: shapes, masking invariance, save/load, seeded
+reproducibility, absent modalities; alignment lengths for any sequence length."""
+
+from __future__ import annotations
+
+import io
+import itertools
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from biofuse.fusion import FUSIONS  # noqa: E402
+from biofuse.fusion.align import Aligner, Upsample6mer, codon_pool  # noqa: E402
+from biofuse.fusion.model import FusionModel, ModelConfig  # noqa: E402
+from biofuse.heads import HEADS  # noqa: E402
+
+DIMS = {"dna": 6, "rna": 5, "protein": 7}
+NT = {"dna": 6, "rna": 1, "protein": 3}
+TINY = {"mil": {"dim": 8, "attn_dim": 4}, "xattn": {"dim": 8, "heads": 2},
+        "seqconcat": {"dim": 8}, "isoformer": {"dim": 8, "heads": 2}, "concat": {"dna_dim": 4},
+        "none": {}}
+HEAD_TINY = {"textcnn": {"channels": 4}, "lstm": {"hidden": 6}, "mlp": {"hidden": 5},
+             "meanlinear": {}}
+COMBOS = list(itertools.product(sorted(FUSIONS), sorted(HEADS)))
+
+
+def config(fusion, head, mods=("dna", "rna", "protein"), n_out=2):
+    if fusion == "none":
+        mods = ("protein",)
+    return ModelConfig(tuple(mods), {m: DIMS[m] for m in mods}, {m: NT[m] for m in mods},
+                       fusion, head, n_out, TINY[fusion], HEAD_TINY[head])
+
+
+def make_batch(codons, mods, seed=0, pad=0):
+    """Inputs for rows of ``codons`` codons, each modality at its own token resolution, padded
+    by ``pad`` extra positions."""
+    g = torch.Generator().manual_seed(seed)
+    feats, masks, present = {}, {}, {}
+    for m in mods:
+        lens = [c * 3 if NT[m] == 1 else (c + 1) // 2 if NT[m] == 6 else c for c in codons]
+        width = max(lens) + pad
+        x = torch.randn(len(codons), width, DIMS[m], generator=g)
+        mask = torch.arange(width)[None, :] < torch.tensor(lens)[:, None]
+        feats[m], masks[m] = x * mask[..., None], mask
+        present[m] = torch.ones(len(codons), dtype=torch.bool)
+    return feats, masks, present, torch.tensor(codons)
+
+
+@pytest.mark.parametrize("fusion,head", COMBOS)
+def test_shapes_padding_invariance_and_round_trip(fusion, head):
+    torch.manual_seed(0)
+    cfg = config(fusion, head)
+    model = FusionModel(cfg).eval()
+    feats, masks, present, grid = make_batch([5, 9, 2], cfg.modalities)
+    out, fused = model(feats, masks, present, grid)
+    assert out.shape == (3, 2) and torch.isfinite(out).all()
+    # extra padding (garbage in it) never changes an output
+    pf, pm, pp, pg = make_batch([5, 9, 2], cfg.modalities, pad=7)
+    for m in cfg.modalities:
+        width = feats[m].shape[1]
+        pf[m][:, :width] = feats[m]
+        pf[m][:, width:] = 99.0
+    out2, _ = model(pf, pm, pp, pg)
+    torch.testing.assert_close(out, out2, atol=1e-5, rtol=1e-5)
+    # a row does not depend on the other rows of its batch
+    one = {m: feats[m][1:2] for m in feats}
+    alone, _ = model(one, {m: masks[m][1:2] for m in masks}, {m: present[m][1:2] for m in present},
+                     grid[1:2])
+    torch.testing.assert_close(alone[0], out[1], atol=1e-5, rtol=1e-5)
+    # save / load
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    buf.seek(0)
+    again = FusionModel(ModelConfig.from_dict(cfg.to_dict())).eval()
+    again.load_state_dict(torch.load(buf, weights_only=True))
+    torch.testing.assert_close(again(feats, masks, present, grid)[0], out)
+
+
+@pytest.mark.parametrize("fusion", sorted(set(FUSIONS) - {"none"}))
+def test_absent_modality(fusion):
+    torch.manual_seed(0)
+    model = FusionModel(config(fusion, "meanlinear")).eval()
+    feats, masks, present, grid = make_batch([4, 6], ("dna", "rna", "protein"))
+    present["protein"] = torch.tensor([True, False])  # row 2: a non-coding transcript
+    out, fused = model(feats, masks, present, grid)
+    assert torch.isfinite(out).all()
+    feats["protein"][1] = 1e3  # whatever sits in an absent modality is ignored
+    torch.testing.assert_close(model(feats, masks, present, grid)[0], out)
+    if fusion == "mil":
+        assert float(fused.weights["protein"][1]) == 0.0
+
+
+@pytest.mark.parametrize("fusion", ["mil", "xattn"])
+def test_seeded_construction_is_reproducible(fusion):
+    outs = []
+    for _ in range(2):
+        torch.manual_seed(3)
+        model = FusionModel(config(fusion, "textcnn")).eval()
+        outs.append(model(*make_batch([4, 5], ("dna", "rna", "protein")))[0])
+    torch.testing.assert_close(outs[0], outs[1], atol=0, rtol=0)
+
+
+def test_mil_weights_sum_to_one_and_entropy_term():
+    torch.manual_seed(0)
+    cfg = config("mil", "mlp")
+    cfg = ModelConfig(**{**cfg.__dict__, "fusion_options": {**cfg.fusion_options,
+                                                            "entropy_weight": 0.1}})
+    _, fused = FusionModel(cfg)(*make_batch([4, 5], cfg.modalities))
+    total = sum(fused.weights.values())
+    torch.testing.assert_close(total, torch.ones(2))
+    assert fused.aux_loss is not None and float(fused.aux_loss) > 0
+    assert 0.02 <= float(FusionModel(cfg).fusion.tau()) <= 20
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.integers(1, 400), min_size=1, max_size=5))
+def test_alignment_lengths_always_equal_the_grid(codons):
+    aligner = Aligner(NT, DIMS)
+    feats, masks, present, grid = make_batch(codons, ("dna", "rna", "protein"))
+    out, grid_mask = aligner(feats, masks, grid)
+    assert grid_mask.sum(1).tolist() == codons
+    for m in out:
+        assert out[m].shape[:2] == grid_mask.shape
+
+
+def test_codon_pool_and_upsample():
+    x = torch.arange(7, dtype=torch.float32).view(1, 7, 1)
+    pooled, mask = codon_pool(x, torch.ones(1, 7, dtype=torch.bool))
+    assert pooled[0, :, 0].tolist() == [1.0, 4.0, 6.0] and mask.tolist() == [[True] * 3]
+    up = Upsample6mer(4)
+    y, m = up(torch.randn(2, 5, 4), torch.ones(2, 5, dtype=torch.bool))
+    assert y.shape == (2, 10, 4) and m.all()  # two codons per 6-mer
