@@ -278,11 +278,19 @@ def _parse_encoders(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--log1p", is_flag=True, help="Regress log1p(target) (IsoFormer's expression).")
 @click.option("--channels", type=int, default=None,
               help="TextCNN channels per kernel (default 100; BioLangFusion used 1280 for mil).")
+@click.option("--optimizer", type=click.Choice(["adam", "adamw"]), default="adam",
+              show_default=True)
+@click.option("--weight-decay", type=float, default=0.0, show_default=True)
+@click.option("--mil-shared-projection", is_flag=True,
+              help="MIL ablation: one projection for all modalities (they must share a dim).")
+@click.option("--mil-token-level", is_flag=True,
+              help="MIL ablation: attention weights per codon instead of per sequence.")
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json.")
 @data_options
 def fit(spec, fusion: str, modalities: str | None, encoders: tuple[str, ...], head: str,
         seed: int, cache_dir: str | None, out: str, epochs: int, batch_size: int, lr: float,
-        patience: int, entropy_weights: str, log1p: bool, channels: int | None,
+        patience: int, entropy_weights: str, log1p: bool, channels: int | None, optimizer: str,
+        weight_decay: float, mil_shared_projection: bool, mil_token_level: bool,
         as_json: bool) -> None:
     """Train a fusion model on the cached embeddings of DATA and write a run directory:
     config.json, metrics.json, predictions.parquet, attention.parquet (mil), model.pt,
@@ -306,9 +314,15 @@ def fit(spec, fusion: str, modalities: str | None, encoders: tuple[str, ...], he
     except ValueError as exc:
         raise ConfigError(f"--entropy-weights {entropy_weights!r} is not a list of numbers.",
                           "For example --entropy-weights 0,0.01,0.1.") from exc
+    if (mil_shared_projection or mil_token_level) and fusion != "mil":
+        raise ConfigError("--mil-shared-projection and --mil-token-level apply to --fusion mil.",
+                          "Drop them, or use --fusion mil.")
+    fusion_options = {k: True for k, on in (("shared_projection", mil_shared_projection),
+                                            ("token_level", mil_token_level)) if on}
     cfg = FitConfig(fusion=fusion, modalities=mods, encoders=_parse_encoders(encoders),
                     head=head, seed=seed, epochs=epochs, batch_size=batch_size, lr=lr,
-                    patience=patience, log1p=log1p, entropy_weights=weights,
+                    weight_decay=weight_decay, optimizer=optimizer, patience=patience,
+                    log1p=log1p, entropy_weights=weights, fusion_options=fusion_options,
                     head_options={"channels": channels} if channels and head == "textcnn" else {})
     ds = load_dataset(spec)
     metrics = run(ds, cfg, cache_dir or default_cache_dir(), Path(out),

@@ -142,6 +142,18 @@ def test_multi_target_regression_with_missing_targets(tmp_path):
     assert {"y_label", "pred_label", "y_other", "pred_other"} <= set(preds.columns)
 
 
+@pytest.mark.parametrize("flag", ["--mil-shared-projection", "--mil-token-level"])
+def test_mil_ablation_flags(tmp_path, flag):
+    table, ids = planted(tmp_path, n=80)
+    res = run(fit_args(table, ids, tmp_path / "run", "--fusion", "mil", "--entropy-weights", "0",
+                       "--epochs", "2", "--optimizer", "adamw", "--weight-decay", "0.01", flag))
+    assert res.exit_code == 0, res.output
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    key = "shared_projection" if "shared" in flag else "token_level"
+    assert config["model"]["fusion_options"][key] is True
+    assert config["fit"]["optimizer"] == "adamw"
+
+
 def test_missing_embeddings_name_the_extract_command(tmp_path):
     table = tmp_path / "d.csv"
     table.write_text("sequence,label\nAUGAAAUAA,1\nAUGCCCUAA,2\nAUGGGGUAA,3\n")
@@ -157,6 +169,7 @@ def test_missing_embeddings_name_the_extract_command(tmp_path):
     (["--fusion", "mil", "--modalities", "dna,xyz"], "is not a set of"),
     (["--fusion", "mil", "--encoder", "protein"], "is not MODALITY=NAME"),
     (["--fusion", "mil", "--entropy-weights", "a,b"], "not a list of numbers"),
+    (["--fusion", "concat", "--mil-token-level"], "apply to --fusion mil"),
 ])
 def test_fit_user_errors(tmp_path, args, message):
     table = tmp_path / "d.csv"

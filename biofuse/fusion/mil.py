@@ -24,7 +24,10 @@ class GatedAttentionMIL(Fusion):
                  token_level: bool = False):
         super().__init__(dims)
         if shared_projection and len(set(dims.values())) != 1:
-            raise ValueError("a shared projection needs modalities of one dim")
+            from biofuse.errors import ConfigError
+
+            raise ConfigError(f"A shared MIL projection needs modalities of one dim; got {dims}.",
+                              "Use encoders of equal dim, or drop --mil-shared-projection.")
         shared = nn.Linear(next(iter(dims.values())), dim) if shared_projection else None
         self.proj = nn.ModuleDict({m: shared or nn.Linear(dims[m], dim) for m in self.modalities})
         self.V = nn.ModuleDict({m: nn.Linear(dim, attn_dim) for m in self.modalities})

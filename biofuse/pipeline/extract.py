@@ -237,8 +237,13 @@ def extract(sequences: list[str | None], request: EncoderRequest, cache_root, *,
             batch_tokens: int = DEFAULT_BATCH_TOKENS, workers: int | None = None,
             scheduler: str | None = None, progress: bool = True,
             commit_seconds: float = DEFAULT_COMMIT_SECONDS,
-            echo: Callable[[str], None] = lambda s: None) -> Summary:
-    """Embed every distinct sequence missing from the cache; returns what happened."""
+            echo: Callable[[str], None] = lambda s: None,
+            encoder: Encoder | None = None) -> Summary:
+    """Embed every distinct sequence missing from the cache; returns what happened.
+
+    ``encoder``: an already-built encoder for ``request`` (e.g. kept loaded across calls in a
+    notebook); by default one is built, and its weights load on first use.
+    """
     if batch_tokens < 1:
         from biofuse.errors import ConfigError
 
@@ -253,7 +258,7 @@ def extract(sequences: list[str | None], request: EncoderRequest, cache_root, *,
             f"No row of the dataset has a {request.modality} sequence (column '{column}').",
             "Check --modality; a protein or DNA sequence is derived only from an mRNA/CDS "
             "column (--sequence-col), and an mRNA cannot be derived from a protein.")
-    encoder = build_encoder(request)
+    encoder = encoder or build_encoder(request)
     p = plan(sequences, encoder, cache_root)
     summary = Summary(request.model, request.modality, p.store.id, p.rows,
                       p.rows_without_modality, p.unique, p.cached)

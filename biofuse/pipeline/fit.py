@@ -45,6 +45,7 @@ class FitConfig:
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 0.0
+    optimizer: str = "adam"
     patience: int = 20
     lr_patience: int = 5
     log1p: bool = False
@@ -66,6 +67,8 @@ class FitConfig:
         if self.fusion == "none" and len(self.modalities) != 1:
             raise ConfigError("--fusion none probes one modality.",
                               "Pass one modality, e.g. --modalities protein.")
+        if self.optimizer not in ("adam", "adamw"):
+            raise ConfigError(f"Unknown optimizer {self.optimizer!r}.", "Use adam or adamw.")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ConfigError("--epochs, --batch-size and --lr must be positive.",
                               "The defaults are 500, 32 and 0.001.")
@@ -210,7 +213,8 @@ def train_one(model_cfg: ModelConfig, t: Tensors, targets: Targets, y_raw: np.nd
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     model = FusionModel(model_cfg)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    opt = opt_cls(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", patience=cfg.lr_patience)
     grid = t.grid.numpy()
     best, best_state, best_epoch, best_val, stale = -math.inf, None, 0, {}, 0

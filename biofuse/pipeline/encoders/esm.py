@@ -96,8 +96,27 @@ def is_gated(cfg: dict) -> bool:
     return cfg.get("add_bias_fnn") is False
 
 
-def build_esm(cfg: dict, layer: int):
-    """transformers' EsmModel for ``cfg``, NT-v2 gated where needed, truncated after ``layer``."""
+def _skip_init():
+    """Context in which transformers skips random weight init (weights are loaded right after)."""
+    try:
+        from transformers.initialization import no_init_weights  # transformers >= 5
+    except ImportError:
+        try:
+            from transformers.modeling_utils import no_init_weights  # transformers 4
+        except ImportError:
+            import contextlib
+
+            return contextlib.nullcontext()
+    return no_init_weights()
+
+
+def build_esm(cfg: dict, layer: int, *, init: bool = True):
+    """transformers' EsmModel for ``cfg``, NT-v2 gated where needed, truncated after ``layer``.
+    ``init=False`` skips the random initialisation (a 150M model spends seconds on it) for a
+    model whose weights are loaded next."""
+    if not init:
+        with _skip_init():
+            return build_esm(cfg, layer)
     from transformers import EsmConfig, EsmModel
 
     known = EsmConfig().to_dict()
@@ -174,7 +193,7 @@ class EsmFamilyEncoder(Encoder):
         return self._model
 
     def _load(self):
-        model, _ = build_esm(self._cfg, self._layer)
+        model, _ = build_esm(self._cfg, self._layer, init=False)
         state = {_canonical_key(k): v for k, v in load_state_dict(self.model_dir).items()}
         wanted = model.state_dict()
         missing = [k for k in wanted if k not in state and not k.endswith("position_ids")
