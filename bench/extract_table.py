@@ -6,10 +6,16 @@ from pathlib import Path
 
 root = Path(sys.argv[1] if len(sys.argv) > 1 else "bench/results")
 rows, peaks = [], None
+peak_file = root / "peak.json"  # measured on a quiet machine by bench/peak_matmul.py
+if peak_file.exists():
+    peaks = json.loads(peak_file.read_text())["peak_tflops"]
 for path in sorted(root.glob("extract*.json")):
     d = json.loads(path.read_text())
     peaks = peaks or d["peak_tflops"]
     rows += d["rows"]
+for r in rows:  # model-FLOPs utilisation against the peak in use
+    for d in ("fp32", "bf16"):
+        r[d]["mfu"] = r[d]["e2e_tflops"] / peaks[d]
 threads = json.loads(next(root.glob("extract*.json")).read_text())["threads"]
 print(f"Peak matmul measured on this machine ({threads} threads): "
       f"fp32 {peaks['fp32']:.2f} TFLOP/s, bf16 {peaks['bf16']:.2f} TFLOP/s.\n")
