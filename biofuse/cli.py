@@ -278,6 +278,9 @@ def _parse_encoders(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--log1p", is_flag=True, help="Regress log1p(target) (IsoFormer's expression).")
 @click.option("--channels", type=int, default=None,
               help="TextCNN channels per kernel (default 100; BioLangFusion used 1280 for mil).")
+@click.option("--projection", type=int, default=None,
+              help="TextCNN: project the fused features to this many dims first (640 in the "
+              "Bridging paper).")
 @click.option("--optimizer", type=click.Choice(["adam", "adamw"]), default="adam",
               show_default=True)
 @click.option("--weight-decay", type=float, default=0.0, show_default=True)
@@ -289,7 +292,8 @@ def _parse_encoders(values: tuple[str, ...]) -> dict[str, str]:
 @data_options
 def fit(spec, fusion: str, modalities: str | None, encoders: tuple[str, ...], head: str,
         seed: int, cache_dir: str | None, out: str, epochs: int, batch_size: int, lr: float,
-        patience: int, entropy_weights: str, log1p: bool, channels: int | None, optimizer: str,
+        patience: int, entropy_weights: str, log1p: bool, channels: int | None,
+        projection: int | None, optimizer: str,
         weight_decay: float, mil_shared_projection: bool, mil_token_level: bool,
         as_json: bool) -> None:
     """Train a fusion model on the cached embeddings of DATA and write a run directory:
@@ -317,13 +321,17 @@ def fit(spec, fusion: str, modalities: str | None, encoders: tuple[str, ...], he
     if (mil_shared_projection or mil_token_level) and fusion != "mil":
         raise ConfigError("--mil-shared-projection and --mil-token-level apply to --fusion mil.",
                           "Drop them, or use --fusion mil.")
+    if (channels or projection) and head != "textcnn":
+        raise ConfigError("--channels and --projection apply to --head textcnn.",
+                          "Drop them, or use --head textcnn.")
+    head_options = {k: v for k, v in (("channels", channels), ("projection", projection)) if v}
     fusion_options = {k: True for k, on in (("shared_projection", mil_shared_projection),
                                             ("token_level", mil_token_level)) if on}
     cfg = FitConfig(fusion=fusion, modalities=mods, encoders=_parse_encoders(encoders),
                     head=head, seed=seed, epochs=epochs, batch_size=batch_size, lr=lr,
                     weight_decay=weight_decay, optimizer=optimizer, patience=patience,
                     log1p=log1p, entropy_weights=weights, fusion_options=fusion_options,
-                    head_options={"channels": channels} if channels and head == "textcnn" else {})
+                    head_options=head_options)
     ds = load_dataset(spec)
     metrics = run(ds, cfg, cache_dir or default_cache_dir(), Path(out),
                   echo=lambda s: click.echo(s, err=True))

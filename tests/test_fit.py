@@ -78,7 +78,7 @@ def test_mil_learns_the_planted_signal_and_attends_to_its_modality(tmp_path):
 def test_run_directory_is_complete_and_reproducible(tmp_path):
     table, ids = planted(tmp_path, n=120)
     args = ["--fusion", "concat", "--head", "textcnn", "--seed", "3", "--channels", "8",
-            "--epochs", "8"]
+            "--projection", "12", "--epochs", "8"]
     a = run(fit_args(table, ids, tmp_path / "a", *args))
     b = run(fit_args(table, ids, tmp_path / "b", *args))
     assert a.exit_code == 0, a.output
@@ -89,6 +89,7 @@ def test_run_directory_is_complete_and_reproducible(tmp_path):
     config = json.loads((run_dir / "config.json").read_text())
     assert config["dataset_hash"] and config["biofuse_version"]
     assert set(config["encoders"]) == {"dna", "rna", "protein"}
+    assert config["model"]["head_options"] == {"channels": 8, "projection": 12}
     assert config["encoders"]["protein"]["fingerprint"]["model_id"] == "synthetic/protein"
     preds = pl.read_parquet(run_dir / "predictions.parquet")
     assert preds.columns == ["id", "split", "y_label", "pred_label"] and preds.height == 120
@@ -170,6 +171,7 @@ def test_missing_embeddings_name_the_extract_command(tmp_path):
     (["--fusion", "mil", "--encoder", "protein"], "is not MODALITY=NAME"),
     (["--fusion", "mil", "--entropy-weights", "a,b"], "not a list of numbers"),
     (["--fusion", "concat", "--mil-token-level"], "apply to --fusion mil"),
+    (["--fusion", "concat", "--head", "mlp", "--projection", "16"], "apply to --head textcnn"),
 ])
 def test_fit_user_errors(tmp_path, args, message):
     table = tmp_path / "d.csv"
