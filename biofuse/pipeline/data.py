@@ -28,6 +28,8 @@ from biofuse.pipeline.tables import read_table
 
 TASKS = ("auto", "regression", "classification")
 MODALITIES = ("mrna", "dna", "protein")
+#: the dataset column that holds each encoder modality's sequences
+MODALITY_COLUMN = {"protein": "protein", "dna": "dna", "rna": "mrna"}
 MISSING_LABELS = {"", "na", "nan", "null", "none", "n/a", "?"}
 #: integer labels with at most this many distinct values are read as classes
 MAX_INFERRED_CLASSES = 10

@@ -18,9 +18,10 @@ import numpy as np
 from biofuse.cache import EmbeddingCache, EmbeddingStore, sequence_key
 from biofuse.errors import BiofuseError
 from biofuse.pipeline.batching import stitch, token_budget_batches, windows
+from biofuse.pipeline.data import MODALITY_COLUMN
 from biofuse.pipeline.encoders import Encoder, EncoderRequest, build_encoder, encoder_info
 
-COLUMN = {"protein": "protein", "dna": "dna", "rna": "mrna"}
+COLUMN = MODALITY_COLUMN
 DEFAULT_BATCH_TOKENS = 1024  # the CPU default; see encoders.default_batch_tokens
 #: commit finished embeddings at least this often, so an interrupted run keeps its work
 DEFAULT_COMMIT_SECONDS = 30.0

@@ -26,12 +26,12 @@ from biofuse.fusion import FUSIONS
 from biofuse.fusion.model import FusionModel, ModelConfig
 from biofuse.heads import HEADS
 from biofuse.pipeline import dogma
-from biofuse.pipeline.data import Dataset
+from biofuse.pipeline.data import MODALITY_COLUMN, Dataset
 from biofuse.pipeline.embeddings import ModalityTable, find_store
 from biofuse.pipeline.encoders import DEFAULTS
 from biofuse.pipeline.metrics import classification_metrics, regression_metrics
 
-COLUMN = {"protein": "protein", "dna": "dna", "rna": "mrna"}
+COLUMN = MODALITY_COLUMN
 
 
 @dataclass(frozen=True)
