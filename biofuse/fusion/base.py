@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from biofuse.heads.base import masked_mean  # noqa: F401  (re-exported for fusion methods)
+
 
 @dataclass
 class FusionOutput:
@@ -31,12 +33,6 @@ class Fusion(nn.Module):
         super().__init__()
         self.modalities = sorted(dims)
         self.dims = dict(dims)
-
-
-def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """[B, T, D], [B, T] -> [B, D], zero for rows without valid positions."""
-    m = mask.to(x.dtype)[..., None]
-    return (x * m).sum(1) / m.sum(1).clamp(min=1)
 
 
 def compact(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

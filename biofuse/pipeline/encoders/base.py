@@ -51,6 +51,13 @@ class EncoderRequest:
     options: dict = field(default_factory=dict)
 
 
+def torch_dtype(name: str):
+    """The torch dtype of a --dtype name (fp32, bf16, fp16)."""
+    import torch
+
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
+
+
 class Encoder:
     """Base class: subclasses set ``info`` and implement ``tokenize``, ``forward`` and
     ``weights_id``; the extractor needs nothing else."""

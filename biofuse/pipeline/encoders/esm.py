@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from biofuse.pipeline.encoders.base import Encoder, EncoderInfo, EncoderRequest
+from biofuse.pipeline.encoders.base import Encoder, EncoderInfo, EncoderRequest, torch_dtype
 from biofuse.pipeline.encoders.hub import (
     ModelError,
     load_state_dict,
@@ -24,14 +24,6 @@ from biofuse.pipeline.encoders.hub import (
     resolve_model_dir,
     weights_hash,
 )
-
-TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
-
-
-def _torch_dtype(name: str):
-    import torch
-
-    return getattr(torch, TORCH_DTYPES[name])
 
 
 class KmerTokenizer:
@@ -207,7 +199,7 @@ class EsmFamilyEncoder(Encoder):
             raise ModelError(f"Weight shapes in {self.model_dir} do not match its config: "
                              f"{bad[:3]}.", "The checkpoint and config.json disagree.")
         model.load_state_dict({k: v for k, v in state.items() if k in wanted}, strict=False)
-        return model.to(self.device, dtype=_torch_dtype(self.request.dtype)).eval()
+        return model.to(self.device, dtype=torch_dtype(self.request.dtype)).eval()
 
     @property
     def context(self) -> int:

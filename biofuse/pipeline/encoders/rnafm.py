@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from biofuse.pipeline.encoders.base import Encoder, EncoderInfo, EncoderRequest
+from biofuse.pipeline.encoders.base import Encoder, EncoderInfo, EncoderRequest, torch_dtype
 from biofuse.pipeline.encoders.hub import (
     ModelError,
     local_or_hub,
@@ -58,11 +58,9 @@ class RnaFmEncoder(Encoder):
     @property
     def model(self):
         if self._model is None:
-            import torch
 
             mm = _multimolecule()
-            dtype = {"fp32": torch.float32, "bf16": torch.bfloat16,
-                     "fp16": torch.float16}[self.request.dtype]
+            dtype = torch_dtype(self.request.dtype)
             try:  # PyTorch's fused attention where multimolecule supports it (eager otherwise)
                 model = mm.RnaFmModel.from_pretrained(str(self.model_dir), add_pooling_layer=False,
                                                       attn_implementation="sdpa")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from biofuse.pipeline.encoders.base import Encoder, EncoderInfo, EncoderRequest
+from biofuse.pipeline.encoders.base import Encoder, EncoderInfo, EncoderRequest, torch_dtype
 from biofuse.pipeline.encoders.hub import ModelError, file_sha256
 
 # The UniRep vocabulary (index of each one-letter code in the embedding matrix).
@@ -75,8 +75,7 @@ class UniRepEncoder(Encoder):
                              f"Use 1..{info.n_layers}, or -1 for the last.")
         self.tokenizer_settings = {"vocab": "unirep", "start": True, "stop_as": "X"}
         self.device = torch.device(request.device)
-        self.dtype = {"fp32": torch.float32, "bf16": torch.bfloat16,
-                      "fp16": torch.float16}[request.dtype]
+        self.dtype = torch_dtype(request.dtype)
         self._weights = None
         self.n_specials = 1
 
