@@ -83,6 +83,28 @@ def gated_feed_forward(config):
     return GatedFeedForward(), out
 
 
+def fused_gelu_intermediate(dense):
+    """ESM-2's intermediate block (``dense`` then exact erf GELU) with PyTorch's one-kernel GELU.
+
+    transformers spells the GELU as five tensor ops (``x * 0.5 * (1 + erf(x / sqrt 2))``); the
+    fused kernel computes the same function (fp32 outputs differ by <= 2.4e-6, bf16 ones are
+    rounded once instead of five times) and makes the whole forward 5-16% faster on CPU
+    (measured on random-init ESM-2 8M and 35M, fp32 and bf16). The weights keep their names.
+    """
+    import torch
+    from torch import nn
+
+    class GeluIntermediate(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.dense = dense
+
+        def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+            return nn.functional.gelu(self.dense(hidden_states))
+
+    return GeluIntermediate()
+
+
 def is_gated(cfg: dict) -> bool:
     """NT v2 checkpoints say add_bias_fnn=false (and ship SwiGLU weights twice as wide)."""
     return cfg.get("add_bias_fnn") is False
@@ -118,9 +140,11 @@ def build_esm(cfg: dict, layer: int, *, init: bool = True):
     # eager implementation, 3x slower on padded batches (measured in bench/extract_bench.py)
     config._attn_implementation = "sdpa"
     model = EsmModel(config, add_pooling_layer=False)
-    if is_gated(cfg):
-        for block in model.encoder.layer:
+    for block in model.encoder.layer:
+        if is_gated(cfg):
             block.intermediate, block.output.dense = gated_feed_forward(config)
+        else:
+            block.intermediate = fused_gelu_intermediate(block.intermediate.dense)
     n_layers = config.num_hidden_layers
     if layer < n_layers:  # later layers are never run; the final layer norm belongs to the last
         model.encoder.layer = model.encoder.layer[:layer]
