@@ -17,6 +17,7 @@ import zarr
 
 from biofuse.cache import EmbeddingCache
 from biofuse.cache.maintenance import gc_store, verify_store
+from biofuse.cache.parts import Layout
 from biofuse.errors import CacheCorruption
 from tests.helpers.cache_data import FP, embedding, keys
 
@@ -123,6 +124,20 @@ def test_flipped_byte_is_caught_by_checksum(filled):
     assert not verify_store(store).ok
     with pytest.raises(CacheCorruption):
         EmbeddingCache(store.cache.root).store(FP).load(ks)
+
+
+def test_flipped_byte_inside_a_long_sequence_is_caught(tmp_path):
+    """Chunks wholly inside a sequence are read straight into the output: still checked."""
+    cache = EmbeddingCache(tmp_path / "c", create=True, layout=Layout(chunk_bytes=4096))
+    store = cache.store(FP)
+    k = keys(1)[0]
+    store.write([k], [np.ones((2000, 16), dtype=np.float16)])
+    shard = _chunk_files(_damaged_part(store))[-1]
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    shard.write_bytes(bytes(data))
+    with pytest.raises(CacheCorruption, match="crc32c"):
+        EmbeddingCache(cache.root).store(FP).load([k])
 
 
 def test_deleted_chunk_is_reported_not_zero_filled(filled):

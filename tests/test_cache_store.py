@@ -101,6 +101,35 @@ def test_writer_refuses_overflow_nan_and_dim_change(store):
         store.write(["d" * 32], [np.ones((2, 8))])
 
 
+def test_bad_values_are_named_and_the_good_sequences_kept(store):
+    good = keys(4)
+    with pytest.raises(CacheError, match=r"NaN or Inf.*other sequences were saved") as err, \
+            store.writer() as w:
+        for k in good[:2]:
+            w.add(k, embedding(k))
+        bad = np.ones((7, 16), dtype=np.float32)
+        bad[5, 3] = 7e4  # beyond float16's range: Inf once stored
+        w.add("f" * 32, bad)
+        for k in good[2:]:
+            w.add(k, embedding(k))
+    assert "f" * 32 in str(err.value)
+    assert store.missing(good) == [] and store.missing(["f" * 32]) == ["f" * 32]
+    assert not any((store.path / "tmp").iterdir())  # the refused part left nothing behind
+    assert verify_store(store).ok
+
+
+@given(st.integers(0, 10**7), st.integers(1, 5000))
+def test_chunk_choice_wastes_no_more_than_the_target_length(n_tokens, target):
+    from biofuse.cache.shardio import balanced_chunk
+
+    c = balanced_chunk(n_tokens, target)
+    if n_tokens <= target:
+        assert c == max(1, n_tokens)
+    else:
+        assert (3 * target) // 4 <= c <= (5 * target) // 4
+        assert (-n_tokens) % c <= (-n_tokens) % target
+
+
 def test_writer_commits_buffer_on_interrupt(store):
     ks = keys(3)
     with pytest.raises(KeyboardInterrupt), store.writer() as w:
@@ -239,6 +268,11 @@ def test_zarr_reads_what_biofuse_writes_and_back(tmp_path, compressed):
     z = zarr.open_array(str(part.path / "embeddings"), mode="r")
     flat = np.concatenate(arrays).astype(np.float16)
     np.testing.assert_array_equal(z[:], flat)  # zarr-python decodes biofuse's shard
+    group = zarr.open_group(str(part.path), mode="r")  # and the index biofuse writes by hand
+    assert group["keys"][:].tolist() == ks
+    np.testing.assert_array_equal(group["offsets"][:],
+                                  np.cumsum([0] + [len(a) for a in arrays]))
+    assert group.attrs["n_tokens"] == len(flat)
     # zarr-python writes the same array with the same metadata; biofuse decodes it
     other = zarr.create_array(str(tmp_path / "z"), shape=z.shape, dtype=z.dtype, chunks=z.chunks,
                               shards=z.shards, compressors=z.compressors, fill_value=np.nan,

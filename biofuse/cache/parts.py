@@ -9,8 +9,11 @@ and no two writers ever touch the same file.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import shutil
 import socket
+import struct
 import time
 import uuid
 from dataclasses import dataclass
@@ -18,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import zarr
-from zarr.codecs import BloscCodec, Crc32cCodec
 
 from biofuse import __version__
 from biofuse.cache.shardio import BLOSC, ShardReader, balanced_chunk, write_shard
@@ -56,49 +58,102 @@ def index_digest(keys: np.ndarray, offsets: np.ndarray) -> str:
 
 def write_part(fp_dir: Path, keys: list[str], arrays: list[np.ndarray], dtype: str,
                layout: Layout) -> str:
-    """Write one part and commit it; returns its id. Arrays are [tokens_i, dim], already checked."""
+    """Write one part and commit it; returns its id. Arrays are [tokens_i, dim]; NaN/Inf raise NonFinite.
+
+    Every file is written directly (metadata documents as the Zarr v3 spec spells them, chunk
+    files by shardio): zarr-python's create/update calls cost ~45 ms per part, a fifth of the
+    time to write a 256 MB part. zarr-python reads all of it (tested).
+    """
     part_id = new_part_id()
     tmp = fp_dir / "tmp" / part_id
     arrays = [np.asarray(a, dtype=np.dtype(dtype).newbyteorder("<")) for a in arrays]
-    dim = arrays[0].shape[1]
-    offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
+    dim = int(arrays[0].shape[1])
+    offsets = np.zeros(len(arrays) + 1, dtype="<i8")
     np.cumsum([a.shape[0] for a in arrays], out=offsets[1:])
+    n_tokens = int(offsets[-1])
     keys_arr = np.array(keys, dtype=object)
-    attrs = {"n_sequences": len(keys), "n_tokens": int(offsets[-1]), "dim": int(dim),
+    itemsize = np.dtype(dtype).itemsize
+    chunk = balanced_chunk(n_tokens, max(16, layout.chunk_bytes // (dim * itemsize)))
+    attrs = {"n_sequences": len(keys), "n_tokens": n_tokens, "dim": dim,
              "dtype": dtype, "index_sha256": index_digest(keys_arr, offsets),
              "writer": f"{socket.gethostname()}:{os.getpid()}",
              "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-             "biofuse_version": __version__}
-    group = zarr.open_group(str(tmp), mode="w-")
-    chunk = _write_embeddings(group, tmp, arrays, int(offsets[-1]), dim, dtype, layout)
-    group.attrs.update(attrs | {"chunk_tokens": chunk, "compressed": layout.compressed})
-    group.create_array("offsets", data=offsets, chunks=(max(len(offsets), 1),),
-                       compressors=None, fill_value=-1)
-    keys_out = group.create_array("keys", shape=(len(keys),), dtype=str,
-                                  chunks=(max(len(keys), 1),))
-    keys_out[:] = keys_arr
+             "biofuse_version": __version__, "chunk_tokens": chunk,
+             "compressed": layout.compressed}
+    (tmp / "embeddings").mkdir(parents=True)
+    try:
+        _write_files(tmp, attrs, keys, offsets, arrays, chunk, layout)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a refused part leaves nothing behind
+        raise
     os.rename(tmp, fp_dir / "parts" / part_id)  # the commit: atomic on POSIX filesystems
     return part_id
 
 
-def _write_embeddings(group, part_dir: Path, arrays: list[np.ndarray], n_tokens: int, dim: int,
-                      dtype: str, layout: Layout) -> int:
-    """Zarr metadata through zarr; the single shard file through shardio. Returns the chunk."""
-    itemsize = np.dtype(dtype).itemsize
-    chunk = balanced_chunk(n_tokens, max(16, layout.chunk_bytes // (dim * itemsize)))
-    n_chunks = max(1, -(-n_tokens // chunk))
-    compressors: list = []
-    if layout.compressed:
-        compressors.append(BloscCodec(cname=BLOSC["cname"], clevel=BLOSC["clevel"],
-                                      shuffle="bitshuffle", typesize=itemsize))
-    compressors.append(Crc32cCodec())  # every chunk is checksummed; damage is an error on read
-    group.create_array(
-        "embeddings", shape=(n_tokens, dim), dtype=dtype, chunks=(chunk, dim),
-        shards=(chunk * n_chunks, dim), compressors=compressors, fill_value=np.nan,
-        dimension_names=("token", "feature"), config={"write_empty_chunks": True})
+def _write_files(tmp: Path, attrs: dict, keys: list[str], offsets: np.ndarray,
+                 arrays: list[np.ndarray], chunk: int, layout: Layout) -> None:
+    n_tokens, dim, dtype = attrs["n_tokens"], attrs["dim"], attrs["dtype"]
+    _write_json(tmp / "zarr.json", {"zarr_format": 3, "node_type": "group", "attributes": attrs})
+    _write_json(tmp / "embeddings" / "zarr.json",
+                embeddings_metadata(n_tokens, dim, dtype, chunk, layout.compressed))
     if n_tokens:
-        write_shard(part_dir / "embeddings" / "c" / "0" / "0", arrays, chunk, layout.compressed)
-    return chunk
+        write_shard(tmp / "embeddings" / "c" / "0" / "0", arrays, chunk, layout.compressed)
+    _write_small_array(tmp / "offsets", offsets.tobytes(), len(offsets), "int64", -1,
+                       [{"name": "bytes", "configuration": {"endian": "little"}}])
+    _write_small_array(tmp / "keys", _vlen_utf8(keys), len(keys), "string", "",
+                       [{"name": "vlen-utf8", "configuration": {}}])
+
+
+def embeddings_metadata(n_tokens: int, dim: int, dtype: str, chunk: int,
+                        compressed: bool) -> dict:
+    """zarr.json of a part's [tokens, dim] array: one shard of ``chunk``-token inner chunks."""
+    inner: list[dict] = [{"name": "bytes", "configuration": {"endian": "little"}}]
+    if compressed:
+        inner.append({"name": "blosc", "configuration": {
+            "typesize": np.dtype(dtype).itemsize, "cname": BLOSC["cname"],
+            "clevel": BLOSC["clevel"], "shuffle": "bitshuffle", "blocksize": 0}})
+    inner.append({"name": "crc32c"})
+    n_chunks = max(1, -(-n_tokens // chunk))
+    return {
+        "zarr_format": 3, "node_type": "array", "shape": [n_tokens, dim], "data_type": dtype,
+        "chunk_grid": {"name": "regular",
+                       "configuration": {"chunk_shape": [chunk * n_chunks, dim]}},
+        "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+        "fill_value": "NaN",
+        "codecs": [{"name": "sharding_indexed", "configuration": {
+            "chunk_shape": [chunk, dim], "codecs": inner,
+            "index_codecs": [{"name": "bytes", "configuration": {"endian": "little"}},
+                             {"name": "crc32c"}],
+            "index_location": "end"}}],
+        "attributes": {}, "dimension_names": ["token", "feature"], "storage_transformers": []}
+
+
+def _write_small_array(path: Path, chunk_bytes: bytes, n: int, data_type: str, fill,
+                       codecs: list[dict]) -> None:
+    """A 1-d array stored as a single chunk ``c/0`` (none when empty, as zarr does)."""
+    path.mkdir()
+    _write_json(path / "zarr.json", {
+        "zarr_format": 3, "node_type": "array", "shape": [n], "data_type": data_type,
+        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [max(n, 1)]}},
+        "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+        "fill_value": fill, "codecs": codecs, "attributes": {}, "storage_transformers": []})
+    if n:
+        (path / "c").mkdir()
+        (path / "c" / "0").write_bytes(chunk_bytes)
+
+
+def _vlen_utf8(items: list[str]) -> bytes:
+    """Zarr's vlen-utf8 encoding: item count, then each item as (byte length, UTF-8 bytes),
+    lengths as little-endian uint32."""
+    out = [struct.pack("<I", len(items))]
+    for item in items:
+        b = item.encode()
+        out += [struct.pack("<I", len(b)), b]
+    return b"".join(out)
+
+
+def _write_json(path: Path, doc: dict) -> None:
+    path.write_text(json.dumps(doc, indent=2, allow_nan=False))
 
 
 @dataclass
@@ -135,6 +190,10 @@ class PartIndex:
     def chunk_data(self, c: int) -> np.ndarray:
         """Inner chunk ``c`` of the embeddings (raises ChunkError / OSError on damage)."""
         return self.reader.chunk_data(c, self.n_chunks)
+
+    def read_chunk_into(self, c: int, out: np.ndarray) -> None:
+        """Inner chunk ``c`` straight into ``out`` [chunk, dim] (raises on damage)."""
+        self.reader.read_chunk_into(c, self.n_chunks, out)
 
     def read(self, lo: int, hi: int) -> np.ndarray:
         """Embeddings of tokens [lo, hi) of this part (raises ChunkError / OSError on damage)."""

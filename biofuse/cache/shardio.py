@@ -17,7 +17,9 @@ pair per chunk, little-endian, followed by the index's crc32c.
 from __future__ import annotations
 
 import os
+import queue
 import struct
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -39,12 +41,17 @@ def _blosc(typesize: int) -> Blosc:
 
 
 def balanced_chunk(n_tokens: int, target: int) -> int:
-    """Chunk length near ``target`` that splits ``n_tokens`` into equal chunks, so the padded
-    edge chunk (zarr stores edge chunks whole) wastes less than one token per chunk."""
-    if n_tokens <= 0:
-        return 1
-    n_chunks = -(-n_tokens // max(1, target))
-    return -(-n_tokens // n_chunks)
+    """Chunk length within 25% of ``target`` that wastes the fewest padding rows (zarr stores the
+    edge chunk whole, padded with the fill value); ties go to the length nearest ``target``.
+    Usually the waste is zero: some length in the window divides ``n_tokens``."""
+    target = max(1, target)
+    if n_tokens <= target:
+        return max(1, n_tokens)
+    lo, hi = max(1, (3 * target) // 4), (5 * target) // 4
+    sizes = np.arange(lo, hi + 1)
+    waste = (-n_tokens) % sizes
+    best = np.flatnonzero(waste == waste.min())
+    return int(sizes[best[np.argmin(np.abs(sizes[best] - target))]])
 
 
 def _with_crc(payload: bytes) -> bytes:
@@ -60,13 +67,34 @@ def _check_crc(buf: bytes, what: str) -> bytes:
     return payload
 
 
+class NonFinite(ValueError):
+    """Values that are NaN or Inf in the storage dtype: refused, since NaN marks missing data."""
+
+    def __init__(self, lo: int, hi: int):
+        super().__init__(f"tokens {lo}..{hi} hold NaN or Inf")
+        self.lo, self.hi = lo, hi
+
+
+def all_finite(a: np.ndarray) -> bool:
+    """No NaN or Inf, by the exponent bits (numpy's float16 isfinite is ~4x slower)."""
+    if a.size == 0:
+        return True
+    if a.dtype == np.float16:
+        return int((a.view(np.uint16) & 0x7FFF).max()) < 0x7C00
+    if a.dtype == np.float32:
+        return int((a.view(np.uint32) & 0x7FFFFFFF).max()) < 0x7F800000
+    return bool(np.isfinite(a).all())
+
+
 def write_shard(path: Path, arrays: list[np.ndarray], chunk: int, compressed: bool) -> None:
     """Encode the concatenation of ``arrays`` (each [tokens_i, dim], one dtype) as one shard of
-    ``chunk``-token inner chunks at ``path``.
+    ``chunk``-token inner chunks at ``path``; raises :class:`NonFinite` (leaving a partial file
+    for the caller to remove) if any value is NaN or Inf.
 
-    The concatenation is never built: each chunk is gathered from the arrays it overlaps inside
-    the encoding thread (compressed), or its pieces are written straight from the arrays with an
-    incremental checksum (uncompressed).
+    The concatenation is never built: each chunk is gathered from the arrays it overlaps, checked
+    and checksummed while its cache lines are hot, then written: encoded on a thread pool
+    (compressed), or, uncompressed, written straight from the arrays by a writer thread while
+    the next chunks are checked (the page-cache copy and the checks overlap on two cores).
     """
     lengths = np.array([len(a) for a in arrays], dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum(lengths)])
@@ -75,7 +103,7 @@ def write_shard(path: Path, arrays: list[np.ndarray], chunk: int, compressed: bo
     pad = np.full((chunk, dim), np.nan, dtype=dtype)
 
     def pieces(c: int) -> list[np.ndarray]:
-        """The row blocks that make up chunk ``c``, in order, padded to ``chunk`` rows."""
+        """The checked row blocks of chunk ``c`` in order, padded to ``chunk`` rows."""
         lo, hi = c * chunk, min((c + 1) * chunk, n_tokens)
         out = []
         a = int(np.searchsorted(starts, lo, side="right")) - 1
@@ -83,7 +111,10 @@ def write_shard(path: Path, arrays: list[np.ndarray], chunk: int, compressed: bo
             take = min(hi, int(starts[a + 1])) - lo
             if take > 0:
                 s = lo - int(starts[a])
-                out.append(arrays[a][s:s + take])
+                block = np.ascontiguousarray(arrays[a][s:s + take])
+                if not all_finite(block):
+                    raise NonFinite(lo, lo + take)
+                out.append(block)
                 lo += take
             a += 1
         if hi - c * chunk < chunk:  # the edge chunk is stored whole, padded with the fill value
@@ -106,34 +137,74 @@ def write_shard(path: Path, arrays: list[np.ndarray], chunk: int, compressed: bo
                 pos += len(buf)
             f.write(_with_crc(index.tobytes()))
         return
-    # Uncompressed: every chunk has the same size, so threads checksum and write chunks straight
-    # from the source arrays at known offsets (the kernel's page-cache copy runs on all cores).
     nbytes = chunk * dim * dtype.itemsize + 4
     index[:, 0] = np.arange(n_chunks, dtype=np.uint64) * nbytes
     index[:, 1] = nbytes
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        def put(c: int) -> None:
-            pos, crc = c * nbytes, 0
-            for piece in pieces(c):
-                view = memoryview(np.ascontiguousarray(piece)).cast("B")
-                crc = crc32c.crc32c(view, crc)
-                pos = _pwrite_all(fd, view, pos)
-            _pwrite_all(fd, memoryview(struct.pack("<I", crc)), pos)
-
-        with ThreadPoolExecutor(min(4, max(1, n_chunks))) as pool:
-            list(pool.map(put, range(n_chunks)))
-        _pwrite_all(fd, memoryview(_with_crc(index.tobytes())), n_chunks * nbytes)
+        with _WriterThread(fd) as writer:
+            bufs: list = []
+            batch = max(1, (16 << 20) // nbytes)  # hand ~16 MB at a time to the writer
+            for c in range(n_chunks):
+                crc = 0
+                for piece in pieces(c):
+                    view = memoryview(piece).cast("B")
+                    crc = crc32c.crc32c(view, crc, gil_release_mode=1)
+                    bufs.append(view)
+                bufs.append(struct.pack("<I", crc))
+                if (c + 1) % batch == 0:
+                    writer.put(bufs)
+                    bufs = []
+            bufs.append(_with_crc(index.tobytes()))
+            writer.put(bufs)
     finally:
         os.close(fd)
 
 
-def _pwrite_all(fd: int, view: memoryview, pos: int) -> int:
-    """Write all of ``view`` at ``pos`` (pwrite may write less); returns the end position."""
-    while len(view):
-        n = os.pwrite(fd, view, pos)
-        view, pos = view[n:], pos + n
-    return pos
+class _WriterThread:
+    """Writes lists of buffers to ``fd`` in order on one background thread; re-raises its error
+    in the caller (on ``put`` or on leaving the ``with``)."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self.queue: queue.Queue = queue.Queue(maxsize=4)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while (bufs := self.queue.get()) is not None:
+            if self.error is None:
+                try:
+                    _writev_all(self.fd, bufs)
+                except BaseException as exc:  # handed to the caller
+                    self.error = exc
+
+    def put(self, bufs: list) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put(bufs)
+
+    def __enter__(self) -> _WriterThread:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None and exc[0] is None:
+            raise self.error
+
+
+def _writev_all(fd: int, bufs: list) -> None:
+    """Write every buffer in order (writev may write less than asked)."""
+    views = [memoryview(b).cast("B") for b in bufs]
+    while views:
+        n = os.writev(fd, views[:1024])
+        while views and n >= len(views[0]):
+            n -= len(views[0])
+            views.pop(0)
+        if n:
+            views[0] = views[0][n:]
 
 
 class ShardReader:
@@ -163,10 +234,13 @@ class ShardReader:
             self._index = index
         return self._index
 
+    def _span(self, c: int, n_chunks: int) -> tuple[int, int]:
+        index = self.index(n_chunks)
+        return int(index[c, 0]), int(index[c, 1])
+
     def chunk_data(self, c: int, n_chunks: int) -> np.ndarray:
         """Inner chunk ``c`` decoded and checked: a read-only [chunk, dim] array."""
-        index = self.index(n_chunks)
-        offset, nbytes = int(index[c, 0]), int(index[c, 1])
+        offset, nbytes = self._span(c, n_chunks)
         fd = os.open(self.path, os.O_RDONLY)
         try:
             buf = os.pread(fd, nbytes, offset)
@@ -177,6 +251,28 @@ class ShardReader:
         payload = _check_crc(buf, f"chunk {c} of shard {self.path.name}")
         raw = self.codec.decode(payload) if self.codec else payload
         return np.frombuffer(raw, dtype=self.dtype).reshape(self.chunk, self.dim)
+
+    def read_chunk_into(self, c: int, n_chunks: int, out: np.ndarray) -> None:
+        """Inner chunk ``c`` into ``out`` (a C-contiguous [chunk, dim] array of this dtype),
+        checked. Uncompressed chunks are read straight into ``out``: no intermediate buffer."""
+        if self.codec is not None or out.dtype != self.dtype or not out.flags.c_contiguous:
+            out[...] = self.chunk_data(c, n_chunks)
+            return
+        offset, nbytes = self._span(c, n_chunks)
+        view = memoryview(out).cast("B")
+        if nbytes != len(view) + 4:
+            raise ChunkError(f"chunk {c} of shard {self.path.name} has {nbytes} bytes, "
+                             f"expected {len(view) + 4}")
+        tail = bytearray(4)
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            got = os.preadv(fd, [view, tail], offset)
+        finally:
+            os.close(fd)
+        if got != nbytes:
+            raise ChunkError(f"chunk {c} of shard {self.path.name} is truncated")
+        if crc32c.crc32c(view) != struct.unpack("<I", tail)[0]:
+            raise ChunkError(f"chunk {c} of shard {self.path.name} fails its crc32c checksum")
 
     def read(self, lo: int, hi: int, n_chunks: int) -> np.ndarray:
         """Tokens [lo, hi) as a new [hi - lo, dim] array."""

@@ -28,6 +28,7 @@ import platformdirs
 
 from biofuse.cache.fingerprint import FORMAT_VERSION, Fingerprint
 from biofuse.cache.parts import Layout, PartIndex, read_part_index, write_part
+from biofuse.cache.shardio import NonFinite, all_finite
 from biofuse.errors import CacheCorruption, CacheError, FingerprintMismatch
 
 ROOT_ATTR = "biofuse_cache"
@@ -254,7 +255,7 @@ class EmbeddingStore:
         return self.load([key], dtype=dtype)[0]
 
     def load(self, keys: Sequence[str], *, pool: int = 1, dtype: str | None = None,
-             threads: int = 8) -> Ragged:
+             threads: int = 4) -> Ragged:
         """Embeddings of ``keys`` (in that order) as one contiguous :class:`Ragged`.
 
         ``pool=3`` averages each run of three tokens (the last run may be shorter): nucleotide
@@ -306,11 +307,21 @@ class EmbeddingStore:
         def fetch(task: tuple[tuple[int, int], list[int]]) -> None:
             (pi, c), members = task
             part = self.parts[pi]
-            block = self._chunk(part, c)
-            c_lo = c * part.chunk
+            c_lo, size = c * part.chunk, part.chunk
+            # a chunk inside one requested sequence is read straight into its place in ``flat``
+            inside = [i for i in members if spans[i][1] <= c_lo and c_lo + size <= spans[i][2]]
+            if inside:
+                first = inside[0]
+                dest = flat[offsets[first] + c_lo - spans[first][1]:][:size]
+                self._read(part, c, lambda: part.read_chunk_into(c, dest))
+                block = dest
+            else:
+                block = self._read(part, c, lambda: part.chunk_data(c))
             for i in members:
+                if inside and i == first:
+                    continue
                 _, s, e = spans[i]
-                lo, hi = max(s, c_lo), min(e, c_lo + part.chunk)
+                lo, hi = max(s, c_lo), min(e, c_lo + size)
                 flat[offsets[i] + lo - s:offsets[i] + hi - s] = block[lo - c_lo:hi - c_lo]
 
         if len(tasks) <= 2:
@@ -321,9 +332,14 @@ class EmbeddingStore:
                 list(pool.map(fetch, tasks.items()))
         return flat, offsets
 
-    def _chunk(self, part: PartIndex, c: int) -> np.ndarray:
+    def _read(self, part: PartIndex, c: int, read):
+        """Run ``read`` (a read of chunk ``c`` of ``part``), turning damage into CacheCorruption.
+
+        Every chunk is checked against its crc32c, so what comes back is what the writer wrote,
+        and writers refuse NaN/Inf: no value scan is needed here (`verify` still does one).
+        """
         try:
-            block = part.chunk_data(c)
+            return read()
         except FileNotFoundError as exc:
             if not part.path.exists():
                 raise  # compacted away: the caller re-reads the directory
@@ -336,14 +352,6 @@ class EmbeddingStore:
                 f"Chunk {c} of part {part.part_id} in {self.path} cannot be read ({exc}).",
                 f"Run `biofuse cache verify {self.cache.root}`, then `biofuse cache gc "
                 "--drop-corrupt` to remove damaged parts so they are recomputed.") from exc
-        valid = min(part.chunk, part.n_tokens - c * part.chunk)  # the edge chunk is padded
-        if not all_finite(block[:valid]):  # NaN = a missing chunk (fill value); writers refuse NaN
-            raise CacheCorruption(
-                f"Chunk {c} of part {part.part_id} in {self.path} holds NaN/Inf values "
-                "(damaged data).",
-                f"Run `biofuse cache gc --drop-corrupt {self.cache.root}` to remove the part so "
-                "its sequences are recomputed.")
-        return block
 
     def remove_parts(self, part_ids: Iterable[str]) -> int:
         """Take parts out of the store: an atomic rename out of parts/, then deletion."""
@@ -358,17 +366,6 @@ class EmbeddingStore:
                 n += 1
         self._forget_vanished()
         return n
-
-
-def all_finite(a: np.ndarray) -> bool:
-    """No NaN or Inf, by the exponent bits (numpy's float16 isfinite is ~4x slower)."""
-    if a.size == 0:
-        return True
-    if a.dtype == np.float16:
-        return int((a.view(np.uint16) & 0x7FFF).max()) < 0x7C00
-    if a.dtype == np.float32:
-        return int((a.view(np.uint32) & 0x7FFFFFFF).max()) < 0x7F800000
-    return bool(np.isfinite(a).all())
 
 
 def pool_tokens(flat: np.ndarray, offsets: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -414,14 +411,8 @@ class PartWriter:
         if emb.shape[1] != self._dim:
             raise CacheError(f"Embedding dim {emb.shape[1]} does not match the store's {self._dim}.",
                              "An encoder fingerprint must always produce the same dim.")
-        with np.errstate(over="ignore", invalid="ignore"):
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is caught on writing
             stored = emb.astype(self.store.dtype, copy=False)
-            if not all_finite(stored):
-                biggest = np.abs(emb[np.isfinite(emb)]).max(initial=0)
-                raise CacheError(
-                    f"The embedding of {key} has NaN or Inf values once stored as "
-                    f"{self.store.dtype} (largest finite magnitude {biggest:.3g}).",
-                    "Use storage dtype float32 for this encoder, or check the model's numerics.")
         if key in self._pending:
             return
         if not self._keys:
@@ -436,12 +427,31 @@ class PartWriter:
             self.flush()
 
     def flush(self) -> str | None:
+        """Commit the buffered embeddings as one part. NaN/Inf values (checked while writing)
+        make it a :class:`CacheError` naming the sequences; the others are committed first."""
         if not self._keys:
             return None
-        pid = write_part(self.store.path, self._keys, self._arrays, self.store.dtype,
-                         self.store.cache.layout)
-        self.part_ids.append(pid)
+        keys, arrays = self._keys, self._arrays
         self._keys, self._arrays, self._pending, self._bytes = [], [], set(), 0
+        try:
+            pid = write_part(self.store.path, keys, arrays, self.store.dtype,
+                             self.store.cache.layout)
+        except NonFinite:
+            bad = [i for i, a in enumerate(arrays) if not all_finite(a)]
+            good = sorted(set(range(len(keys))) - set(bad))
+            if good:
+                self.part_ids.append(write_part(self.store.path, [keys[i] for i in good],
+                                                [arrays[i] for i in good], self.store.dtype,
+                                                self.store.cache.layout))
+            raise CacheError(
+                f"The embedding of {keys[bad[0]]}"
+                + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else "")
+                + f" has NaN or Inf values once stored as {self.store.dtype}"
+                + (" (float16 holds magnitudes up to 65504)" if self.store.dtype == "float16"
+                   else "") + "; the other sequences were saved.",
+                "Use storage dtype float32 for this encoder, or check the model's numerics."
+            ) from None
+        self.part_ids.append(pid)
         return pid
 
     def __enter__(self) -> PartWriter:
