@@ -118,6 +118,7 @@ def gc_store(store: EmbeddingStore, *, min_age_s: float = 3600.0, drop_corrupt: 
              compact: bool = False, part_bytes: int = 256 << 20) -> GcReport:
     """Remove temps older than ``min_age_s`` (younger ones may belong to a running writer),
     optionally damaged parts, and optionally rewrite all parts into few large ones."""
+    store.require_writable("garbage-collect")
     report = GcReport(store.id, parts_before=len(store.part_dirs()))
     now = time.time()
     for path in _tmp_dirs(store):

@@ -217,15 +217,30 @@ class ShardReader:
         self._index: np.ndarray | None = None
         self._n_chunks: int | None = None
 
+    @property
+    def local(self) -> bool:
+        """A filesystem path (read with pread); otherwise a UPath read with fsspec ranges."""
+        return isinstance(self.path, Path)
+
+    def _size(self) -> int:
+        return os.stat(self.path).st_size if self.local else int(self.path.fs.size(self.path.path))
+
+    def _read_range(self, offset: int, nbytes: int) -> bytes:
+        if not self.local:
+            return self.path.fs.cat_file(self.path.path, offset, offset + nbytes)
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            return os.pread(fd, nbytes, offset)
+        finally:
+            os.close(fd)
+
     def index(self, n_chunks: int) -> np.ndarray:
         if self._index is None:
             nbytes = n_chunks * 16 + 4
-            with open(self.path, "rb") as f:
-                size = os.fstat(f.fileno()).st_size
-                if size < nbytes:
-                    raise ChunkError(f"shard {self.path.name} is truncated ({size} bytes)")
-                f.seek(size - nbytes)
-                payload = _check_crc(f.read(nbytes), "the shard index")
+            size = self._size()
+            if size < nbytes:
+                raise ChunkError(f"shard {self.path.name} is truncated ({size} bytes)")
+            payload = _check_crc(self._read_range(size - nbytes, nbytes), "the shard index")
             index = np.frombuffer(payload, dtype="<u8").reshape(n_chunks, 2)
             if np.any(index == _EMPTY):
                 raise ChunkError("the shard index lists missing chunks")
@@ -241,11 +256,7 @@ class ShardReader:
     def chunk_data(self, c: int, n_chunks: int) -> np.ndarray:
         """Inner chunk ``c`` decoded and checked: a read-only [chunk, dim] array."""
         offset, nbytes = self._span(c, n_chunks)
-        fd = os.open(self.path, os.O_RDONLY)
-        try:
-            buf = os.pread(fd, nbytes, offset)
-        finally:
-            os.close(fd)
+        buf = self._read_range(offset, nbytes)
         if len(buf) != nbytes:
             raise ChunkError(f"chunk {c} of shard {self.path.name} is truncated")
         payload = _check_crc(buf, f"chunk {c} of shard {self.path.name}")
@@ -255,7 +266,8 @@ class ShardReader:
     def read_chunk_into(self, c: int, n_chunks: int, out: np.ndarray) -> None:
         """Inner chunk ``c`` into ``out`` (a C-contiguous [chunk, dim] array of this dtype),
         checked. Uncompressed chunks are read straight into ``out``: no intermediate buffer."""
-        if self.codec is not None or out.dtype != self.dtype or not out.flags.c_contiguous:
+        if (self.codec is not None or not self.local or out.dtype != self.dtype
+                or not out.flags.c_contiguous):
             out[...] = self.chunk_data(c, n_chunks)
             return
         offset, nbytes = self._span(c, n_chunks)

@@ -17,19 +17,21 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import platformdirs
 
 from biofuse.cache.fingerprint import FORMAT_VERSION, Fingerprint
-from biofuse.cache.parts import Layout, PartIndex, read_part_index, write_part
-from biofuse.cache.shardio import NonFinite, all_finite
+from biofuse.cache.parts import Layout, PartIndex, read_part_index
 from biofuse.errors import CacheCorruption, CacheError, FingerprintMismatch
+
+if TYPE_CHECKING:
+    from biofuse.cache.writer import PartWriter
 
 ROOT_ATTR = "biofuse_cache"
 STORE_ATTR = "biofuse"
@@ -54,24 +56,51 @@ def _group_doc(attributes: dict) -> dict:
 
 def _read_group_attrs(path: Path) -> dict | None:
     meta = path / "zarr.json"
-    if not meta.is_file():
-        return None
     try:
+        if not meta.is_file():
+            return None
         return json.loads(meta.read_text()).get("attributes", {})
     except (json.JSONDecodeError, OSError):
         return None
+
+
+def cache_location(root: str | Path) -> Path:
+    """A cache root as a path: a filesystem path (``file://`` URLs included) as a
+    :class:`pathlib.Path`, any other fsspec URL (``s3://``, ``gs://``, ``https://``, ...) as a
+    read-only :class:`upath.UPath` over fsspec (the protocol's package, e.g. s3fs, must be
+    installed; credentials come from the usual environment)."""
+    text = str(root)
+    if "://" not in text:
+        return Path(text).expanduser()
+    if text.startswith("file://"):
+        return Path(text.removeprefix("file://"))
+    from upath import UPath
+
+    try:
+        path = UPath(text)
+        path.fs  # noqa: B018  (creates the filesystem: a missing package fails here, clearly)
+        return path
+    except (ImportError, ValueError) as exc:
+        raise CacheError(f"Cannot open the cache URL {text}: {exc}.",
+                         "Install the fsspec package for this protocol (s3fs for s3://, gcsfs "
+                         "for gs://, adlfs for az://), or use a filesystem path.") from None
 
 
 class EmbeddingCache:
     """A cache directory; holds one :class:`EmbeddingStore` per encoder fingerprint."""
 
     def __init__(self, root: str | Path, *, create: bool = False, layout: Layout | None = None):
-        root_str = str(root)
-        if "://" in root_str:
-            raise CacheError(f"Cache location {root_str!r} is a URL; this version of biofuse "
-                             "caches on a filesystem path only.",
-                             "Use a local or network-mounted directory (NFS, Lustre, ...).")
-        self.root = Path(root).expanduser()
+        self.root = cache_location(root)
+        #: URL caches (s3://, gs://, https://, ...) are read-only: see cache_location
+        self.read_only = not isinstance(self.root, Path)
+        if create and self.read_only:
+            raise CacheError(
+                f"biofuse cannot write a cache at {root}: writers commit each part with an atomic "
+                "directory rename, which object stores do not have, so a crash could expose "
+                "half-written data.",
+                "Extract into a local or network-mounted directory, then copy it up (e.g. "
+                "`aws s3 sync CACHE s3://...`); `biofuse fit`, `predict` and `cache info | "
+                "verify | export` read caches from URLs.")
         attrs = _read_group_attrs(self.root)
         if attrs is not None and ROOT_ATTR in attrs:
             meta = attrs[ROOT_ATTR]
@@ -127,7 +156,7 @@ class EmbeddingCache:
         path = self.root / fingerprint.id
         attrs = _read_group_attrs(path)
         if attrs is None:
-            if not create:
+            if not create or self.read_only:
                 raise CacheError(f"The cache at {self.root} holds nothing for {fingerprint.id} "
                                  f"({fingerprint.model_id}, layer {fingerprint.layer}).",
                                  "Run `biofuse extract` for this encoder first.")
@@ -191,7 +220,9 @@ class EmbeddingStore:
 
     def part_dirs(self) -> list[Path]:
         parts = self.path / "parts"
-        return sorted(p for p in parts.iterdir() if p.is_dir()) if parts.is_dir() else []
+        if not parts.is_dir():
+            return []
+        return sorted((p for p in parts.iterdir() if p.is_dir()), key=lambda p: p.name)
 
     def refresh(self) -> None:
         """Pick up parts committed (by any writer) since the last look; oldest id wins a key."""
@@ -238,8 +269,19 @@ class EmbeddingStore:
 
     # ----------------------------------------------------------------- writing
 
+    def require_writable(self, action: str) -> None:
+        if self.cache.read_only:
+            raise CacheError(f"The cache at {self.cache.root} is a URL, which biofuse reads but "
+                             f"does not write; it cannot {action} it.",
+                             "Work on a local or network-mounted copy of the cache, then copy "
+                             "it back.")
+
     def writer(self, part_bytes: int = DEFAULT_PART_BYTES,
                part_seconds: float | None = None) -> PartWriter:
+        from biofuse.cache.writer import PartWriter
+
+        self.require_writable("write to")
+
         return PartWriter(self, part_bytes, part_seconds)
 
     def write(self, keys: Sequence[str], arrays: Sequence[np.ndarray]) -> str | None:
@@ -355,6 +397,7 @@ class EmbeddingStore:
 
     def remove_parts(self, part_ids: Iterable[str]) -> int:
         """Take parts out of the store: an atomic rename out of parts/, then deletion."""
+        self.require_writable("remove parts from")
         trash = self.path / "trash"
         trash.mkdir(exist_ok=True)
         n = 0
@@ -380,83 +423,3 @@ def pool_tokens(flat: np.ndarray, offsets: np.ndarray, k: int) -> tuple[np.ndarr
     sums = np.add.reduceat(flat.astype(np.float32), starts, axis=0)
     ends = np.minimum(starts + k, np.repeat(offsets[1:], pooled_len))
     return sums / (ends - starts)[:, None], new_offsets
-
-
-class PartWriter:
-    """Buffers embeddings and commits them as parts of about ``part_bytes``, or sooner when the
-    oldest buffered embedding is ``part_seconds`` old (so a crash loses at most that much work).
-
-    Use as a context manager: on exit (also on Ctrl-C or an error) the buffered, complete
-    embeddings are committed, so finished work is never lost.
-    """
-
-    def __init__(self, store: EmbeddingStore, part_bytes: int, part_seconds: float | None = None):
-        self.store = store
-        self.part_bytes = part_bytes
-        self.part_seconds = part_seconds
-        self._since = 0.0
-        self.part_ids: list[str] = []
-        self._keys: list[str] = []
-        self._arrays: list[np.ndarray] = []
-        self._pending: set[str] = set()
-        self._bytes = 0
-        self._dim = store.dim
-
-    def add(self, key: str, embedding: np.ndarray) -> None:
-        emb = np.asarray(embedding)
-        if emb.ndim != 2:
-            raise ValueError(f"embedding for {key} must be [tokens, dim], got shape {emb.shape}")
-        if self._dim is None:
-            self._dim = emb.shape[1]
-        if emb.shape[1] != self._dim:
-            raise CacheError(f"Embedding dim {emb.shape[1]} does not match the store's {self._dim}.",
-                             "An encoder fingerprint must always produce the same dim.")
-        with np.errstate(over="ignore", invalid="ignore"):  # overflow is caught on writing
-            stored = emb.astype(self.store.dtype, copy=False)
-        if key in self._pending:
-            return
-        if not self._keys:
-            self._since = time.monotonic()
-        self._pending.add(key)
-        self._keys.append(key)
-        self._arrays.append(stored)
-        self._bytes += stored.nbytes
-        if self._bytes >= self.part_bytes or (
-                self.part_seconds is not None
-                and time.monotonic() - self._since >= self.part_seconds):
-            self.flush()
-
-    def flush(self) -> str | None:
-        """Commit the buffered embeddings as one part. NaN/Inf values (checked while writing)
-        make it a :class:`CacheError` naming the sequences; the others are committed first."""
-        if not self._keys:
-            return None
-        keys, arrays = self._keys, self._arrays
-        self._keys, self._arrays, self._pending, self._bytes = [], [], set(), 0
-        try:
-            pid = write_part(self.store.path, keys, arrays, self.store.dtype,
-                             self.store.cache.layout)
-        except NonFinite:
-            bad = [i for i, a in enumerate(arrays) if not all_finite(a)]
-            good = sorted(set(range(len(keys))) - set(bad))
-            if good:
-                self.part_ids.append(write_part(self.store.path, [keys[i] for i in good],
-                                                [arrays[i] for i in good], self.store.dtype,
-                                                self.store.cache.layout))
-            raise CacheError(
-                f"The embedding of {keys[bad[0]]}"
-                + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else "")
-                + f" has NaN or Inf values once stored as {self.store.dtype}"
-                + (" (float16 holds magnitudes up to 65504)" if self.store.dtype == "float16"
-                   else "") + "; the other sequences were saved.",
-                "Use storage dtype float32 for this encoder, or check the model's numerics."
-            ) from None
-        self.part_ids.append(pid)
-        return pid
-
-    def __enter__(self) -> PartWriter:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.flush()
-        self.store.refresh()
