@@ -11,12 +11,14 @@ if peak_file.exists():
     peaks = json.loads(peak_file.read_text())["peak_tflops"]
 for path in sorted(root.glob("extract*.json")):
     d = json.loads(path.read_text())
+    if "peak_tflops" not in d:  # extract_profile.json has its own table
+        continue
     peaks = peaks or d["peak_tflops"]
     rows += d["rows"]
 for r in rows:  # model-FLOPs utilisation against the peak in use
     for d in ("fp32", "bf16"):
         r[d]["mfu"] = r[d]["e2e_tflops"] / peaks[d]
-threads = json.loads(next(root.glob("extract*.json")).read_text())["threads"]
+threads = json.loads((root / "extract.json").read_text())["threads"]
 print(f"Peak matmul measured on this machine ({threads} threads): "
       f"fp32 {peaks['fp32']:.2f} TFLOP/s, bf16 {peaks['bf16']:.2f} TFLOP/s.\n")
 print("| model | workload | fp32 e2e tok/s | bf16 e2e tok/s | e2e / bare fp32, bf16 | bf16 / fp32 | "

@@ -87,3 +87,22 @@ def test_cli_reads_url_caches_and_file_urls_are_paths(url_cache, tmp_path):
 def test_unknown_protocol_is_a_clear_error():
     with pytest.raises(CacheError, match="fsspec package"):
         EmbeddingCache("nosuchprotocol://bucket/cache")
+
+
+def test_extract_refuses_a_url_cache_and_fit_reads_one(tmp_path):
+    import fsspec
+
+    from tests.test_fit import fit_args, planted
+
+    table, ids = planted(tmp_path, n=40)
+    res = CliRunner().invoke(main, ["extract", str(table), "--modality", "protein", "--model",
+                                    "onehot", "--cache", f"memory://x-{tmp_path.name}/c"])
+    assert res.exit_code == 2 and "atomic" in res.output and "Traceback" not in res.output
+    url = f"memory://fit-{tmp_path.name}/cache"
+    fsspec.filesystem("memory").put(str(tmp_path / "cache"), url.removeprefix("memory://"),
+                                    recursive=True)
+    args = fit_args(table, ids, tmp_path / "run", "--fusion", "concat", "--epochs", "2")
+    args[args.index("--cache") + 1] = url
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "run" / "metrics.json").is_file()
