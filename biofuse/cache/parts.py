@@ -93,7 +93,7 @@ def write_part(fp_dir: Path, keys: list[str], arrays: list[np.ndarray], dtype: s
 def _write_files(tmp: Path, attrs: dict, keys: list[str], offsets: np.ndarray,
                  arrays: list[np.ndarray], chunk: int, layout: Layout) -> None:
     n_tokens, dim, dtype = attrs["n_tokens"], attrs["dim"], attrs["dtype"]
-    _write_json(tmp / "zarr.json", {"zarr_format": 3, "node_type": "group", "attributes": attrs})
+    _write_json(tmp / "zarr.json", group_doc(attrs))
     _write_json(tmp / "embeddings" / "zarr.json",
                 embeddings_metadata(n_tokens, dim, dtype, chunk, layout.compressed))
     if n_tokens:
@@ -114,29 +114,34 @@ def embeddings_metadata(n_tokens: int, dim: int, dtype: str, chunk: int,
             "clevel": BLOSC["clevel"], "shuffle": "bitshuffle", "blocksize": 0}})
     inner.append({"name": "crc32c"})
     n_chunks = max(1, -(-n_tokens // chunk))
-    return {
-        "zarr_format": 3, "node_type": "array", "shape": [n_tokens, dim], "data_type": dtype,
-        "chunk_grid": {"name": "regular",
-                       "configuration": {"chunk_shape": [chunk * n_chunks, dim]}},
-        "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
-        "fill_value": "NaN",
-        "codecs": [{"name": "sharding_indexed", "configuration": {
+    return array_doc([n_tokens, dim], dtype, [chunk * n_chunks, dim], "NaN", [
+        {"name": "sharding_indexed", "configuration": {
             "chunk_shape": [chunk, dim], "codecs": inner,
             "index_codecs": [{"name": "bytes", "configuration": {"endian": "little"}},
                              {"name": "crc32c"}],
-            "index_location": "end"}}],
-        "attributes": {}, "dimension_names": ["token", "feature"], "storage_transformers": []}
+            "index_location": "end"}}], dimension_names=["token", "feature"])
+
+
+def group_doc(attributes: dict) -> dict:
+    """The zarr.json document of a Zarr v3 group."""
+    return {"zarr_format": 3, "node_type": "group", "attributes": attributes}
+
+
+def array_doc(shape: list[int], data_type: str, chunk_shape: list[int], fill, codecs: list[dict],
+              **extra) -> dict:
+    """The zarr.json document of a Zarr v3 array on a regular chunk grid."""
+    return {"zarr_format": 3, "node_type": "array", "shape": shape, "data_type": data_type,
+            "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": chunk_shape}},
+            "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+            "fill_value": fill, "codecs": codecs, "attributes": {}, **extra,
+            "storage_transformers": []}
 
 
 def _write_small_array(path: Path, chunk_bytes: bytes, n: int, data_type: str, fill,
                        codecs: list[dict]) -> None:
     """A 1-d array stored as a single chunk ``c/0`` (none when empty, as zarr does)."""
     path.mkdir()
-    _write_json(path / "zarr.json", {
-        "zarr_format": 3, "node_type": "array", "shape": [n], "data_type": data_type,
-        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [max(n, 1)]}},
-        "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
-        "fill_value": fill, "codecs": codecs, "attributes": {}, "storage_transformers": []})
+    _write_json(path / "zarr.json", array_doc([n], data_type, [max(n, 1)], fill, codecs))
     if n:
         (path / "c").mkdir()
         (path / "c" / "0").write_bytes(chunk_bytes)

@@ -21,17 +21,14 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import platformdirs
 
 from biofuse.cache.fingerprint import FORMAT_VERSION, Fingerprint
-from biofuse.cache.parts import Layout, PartIndex, read_part_index
+from biofuse.cache.parts import Layout, PartIndex, group_doc, read_part_index
+from biofuse.cache.writer import PartWriter
 from biofuse.errors import CacheCorruption, CacheError, FingerprintMismatch
-
-if TYPE_CHECKING:
-    from biofuse.cache.writer import PartWriter
 
 ROOT_ATTR = "biofuse_cache"
 STORE_ATTR = "biofuse"
@@ -48,10 +45,6 @@ def _write_json_atomic(path: Path, doc: dict) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{id(doc):x}.tmp")
     tmp.write_text(json.dumps(doc, indent=2))
     os.replace(tmp, path)
-
-
-def _group_doc(attributes: dict) -> dict:
-    return {"zarr_format": 3, "node_type": "group", "attributes": attributes}
 
 
 def _read_group_attrs(path: Path) -> dict | None:
@@ -91,8 +84,6 @@ class EmbeddingCache:
 
     def __init__(self, root: str | Path, *, create: bool = False, layout: Layout | None = None):
         self.root = cache_location(root)
-        #: URL caches (s3://, gs://, https://, ...) are read-only: see cache_location
-        self.read_only = not isinstance(self.root, Path)
         if create and self.read_only:
             raise CacheError(
                 f"biofuse cannot write a cache at {root}: writers commit each part with an atomic "
@@ -121,8 +112,13 @@ class EmbeddingCache:
                 "existing biofuse cache.")
         self.root.mkdir(parents=True, exist_ok=True)
         self.layout = layout or Layout()
-        _write_json_atomic(self.root / "zarr.json", _group_doc(
+        _write_json_atomic(self.root / "zarr.json", group_doc(
             {ROOT_ATTR: {"format_version": FORMAT_VERSION, "layout": self.layout.to_dict()}}))
+
+    @property
+    def read_only(self) -> bool:
+        """URL caches (s3://, gs://, https://, ...) are read-only: see cache_location."""
+        return not isinstance(self.root, Path)
 
     def _refuse_open(self) -> None:
         if not self.root.exists():
@@ -162,8 +158,8 @@ class EmbeddingCache:
                                  "Run `biofuse extract` for this encoder first.")
             (path / "parts").mkdir(parents=True, exist_ok=True)
             (path / "tmp").mkdir(exist_ok=True)
-            _write_json_atomic(path / "parts" / "zarr.json", _group_doc({}))
-            _write_json_atomic(path / "zarr.json", _group_doc(
+            _write_json_atomic(path / "parts" / "zarr.json", group_doc({}))
+            _write_json_atomic(path / "zarr.json", group_doc(
                 {STORE_ATTR: {"fingerprint": fingerprint.to_dict(), "fingerprint_id": fingerprint.id,
                               "format_version": FORMAT_VERSION}}))
         else:
@@ -278,10 +274,7 @@ class EmbeddingStore:
 
     def writer(self, part_bytes: int = DEFAULT_PART_BYTES,
                part_seconds: float | None = None) -> PartWriter:
-        from biofuse.cache.writer import PartWriter
-
         self.require_writable("write to")
-
         return PartWriter(self, part_bytes, part_seconds)
 
     def write(self, keys: Sequence[str], arrays: Sequence[np.ndarray]) -> str | None:
