@@ -2,7 +2,8 @@
 
 usage: python -m tests.helpers.cache_writer ROOT START STOP PART_SEQUENCES [DIM]
 Writes keys START..STOP (in a shuffled order) as parts of PART_SEQUENCES sequences, printing
-"ready" once imports are done, so a test can kill it in the middle of its writes.
+"ready" once imports are done and "committed" after each part, so a test can kill it at a
+chosen point in the middle of its writes (not at a wall-clock time, which a loaded machine moves).
 """
 
 import sys
@@ -26,6 +27,7 @@ def main() -> None:
             w.add(k, embedding(k, dim))
             if i % per_part == 0:
                 w.flush()
+                print("committed", flush=True)
 
 
 if __name__ == "__main__":
