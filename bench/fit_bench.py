@@ -27,15 +27,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.extract_bench import save_model  # noqa: E402
 from biofuse.cache import EmbeddingCache  # noqa: E402
 from biofuse.fusion.model import FusionModel, ModelConfig  # noqa: E402
-from biofuse.pipeline.embeddings import ModalityTable  # noqa: E402
+from biofuse.modality import Modality  # noqa: E402
+from biofuse.pipeline.embeddings import ModalityTable, ModelInputs  # noqa: E402
 from biofuse.pipeline.encoders import EncoderRequest, build_encoder  # noqa: E402
 from biofuse.pipeline.extract import compute  # noqa: E402
-from biofuse.pipeline.fit import (  # noqa: E402
-    Tensors,  # noqa: E402
-    _forward,
-    _loss,
-    length_batches,
-)
+from biofuse.pipeline.fit import length_batches  # noqa: E402
+
+
+def _loss(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return ((pred - y) ** 2).mean()
 
 
 def main(argv=None) -> None:
@@ -60,8 +60,8 @@ def main(argv=None) -> None:
         t = time.perf_counter()
         compute(enc, [(sequence_key(s), s) for s in seqs], store, 1024)
         result["extract_once_s"] = time.perf_counter() - t
-        tensors = Tensors({"protein": ModalityTable.load(store, seqs)},
-                          torch.full((args.n,), 226), y, {})
+        tensors = ModelInputs({Modality.PROTEIN: ModalityTable.load(store, seqs)},
+                              torch.full((args.n,), 226), {})
 
         def cached_epoch() -> float:
             torch.manual_seed(0)
@@ -70,8 +70,8 @@ def main(argv=None) -> None:
             t = time.perf_counter()
             for rows in length_batches(rows_all, tensors.grid.numpy(), 32,
                                        np.random.default_rng(0)):
-                pred, _ = _forward(model, tensors, rows)
-                loss = _loss(pred, y[torch.from_numpy(rows)], "regression")
+                pred, _ = model(*tensors.batch(rows))
+                loss = _loss(pred, y[torch.from_numpy(rows)])
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -95,7 +95,7 @@ def main(argv=None) -> None:
                 pred, _ = model({"protein": x}, {"protein": mask},
                                 {"protein": torch.ones(len(rows), dtype=torch.bool)},
                                 torch.full((len(rows),), 226))
-                loss = _loss(pred, y[torch.from_numpy(rows)], "regression")
+                loss = _loss(pred, y[torch.from_numpy(rows)])
                 opt.zero_grad()
                 loss.backward()
                 opt.step()

@@ -15,6 +15,7 @@ import click
 
 from biofuse import __version__
 from biofuse.errors import BiofuseError
+from biofuse.modality import ALL, NAMES
 from biofuse.pipeline import dogma, splits
 
 
@@ -140,48 +141,142 @@ def data_inspect(spec, as_json: bool) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# Options from the options dataclasses and registries (one declaration per option)
+
+def _click_type(f, hint):
+    from biofuse.options import _base_type
+
+    choices = f.metadata.get("choices")
+    if choices:
+        return click.Choice(list(choices))
+    base = _base_type(hint)
+    return {int: int, float: float}.get(base, str)
+
+
+def dataclass_options(cls, *, dest=lambda f: f.name, defaults: bool = True,
+                      required: tuple[str, ...] = ()):
+    """click options for the option fields of ``cls`` (see biofuse.options)."""
+    import dataclasses
+    import typing
+
+    from biofuse.options import _base_type, flag_name, option_fields
+
+    hints = typing.get_type_hints(cls)
+
+    def decorate(func):
+        for f in reversed(option_fields(cls)):
+            if not f.metadata.get("cli", True):
+                continue
+            kind = _base_type(hints[f.name])
+            flag = flag_name(f, getattr(cls, "prefix", ""))
+            default = f.default if f.default is not dataclasses.MISSING else None
+            kwargs = {"help": f.metadata["help"]}
+            if not defaults and default not in (None, False):
+                shown = ",".join(map(str, default)) if kind is tuple else default
+                kwargs["help"] += f"  [default: {shown}]"
+            if kind is bool:
+                kwargs.update(is_flag=True, default=bool(default) if defaults else None)
+            else:
+                kwargs["type"] = _click_type(f, hints[f.name])
+                if kind is tuple and "comma" not in kwargs["help"]:
+                    kwargs["help"] += " (comma-separated)"
+                if f.name in required:
+                    kwargs["required"] = True
+                elif defaults and default is not None:
+                    kwargs.update(default=(",".join(map(str, default)) if kind is tuple
+                                           else default), show_default=True)
+            func = click.option(flag, dest(f), **kwargs)(func)
+        return func
+
+    return decorate
+
+
+def _values(cls, kwargs: dict, *, dest=lambda f: f.name, given_only: bool = False) -> dict:
+    """Pop the parsed values of ``cls``'s options from ``kwargs``; comma lists become tuples."""
+    import typing
+
+    from biofuse.errors import ConfigError
+    from biofuse.options import _base_type, flag_name, option_fields
+
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for f in option_fields(cls):
+        if not f.metadata.get("cli", True) or dest(f) not in kwargs:
+            continue
+        value = kwargs.pop(dest(f))
+        if given_only and value in (None, False):
+            continue
+        if isinstance(value, str) and _base_type(hints[f.name]) is tuple:
+            hint = hints[f.name]
+            if typing.get_origin(hint) is not tuple:  # Optional[tuple[...]]
+                hint = next(a for a in typing.get_args(hint) if typing.get_origin(a) is tuple)
+            (elem,) = {a for a in typing.get_args(hint) if a is not Ellipsis}
+            try:
+                value = tuple(elem(v) for v in value.split(",") if v.strip())
+            except ValueError:
+                raise ConfigError(f"{flag_name(f, getattr(cls, 'prefix', ''))} {value!r} is not "
+                                  f"a comma-separated list of {elem.__name__} values.",
+                                  f"For example {','.join(map(str, f.default))}.") from None
+        out[f.name] = value
+    return out
+
+
+def method_options(registry: dict, kind: str):
+    """click options for every registered method's own options (``--mil-dim``, ``--channels``,
+    ...), parsed as ``kind:method:field`` with no default so that what was given is known."""
+    def decorate(func):
+        for name in sorted(registry, reverse=True):
+            cls = registry[name].Options
+            func = dataclass_options(cls, dest=lambda f, n=name: f"{kind}__{n}__{f.name}",
+                                     defaults=False)(func)
+        return func
+
+    return decorate
+
+
+def _method_values(registry: dict, kind: str, chosen: str, kwargs: dict) -> dict:
+    """The options given for the ``chosen`` method; an option of another method is an error."""
+    from biofuse.errors import ConfigError
+    from biofuse.options import flag_name, option_fields
+
+    chosen_values = {}
+    for name in sorted(registry):
+        cls = registry[name].Options
+        given = _values(cls, kwargs, dest=lambda f, n=name: f"{kind}__{n}__{f.name}",
+                        given_only=True)
+        if name == chosen:
+            chosen_values = given
+        elif given:
+            flags = {f.name: flag_name(f, cls.prefix) for f in option_fields(cls)}
+            used = ", ".join(flags[k] for k in given)
+            raise ConfigError(f"{used} apply to --{kind} {name}, not --{kind} {chosen}.",
+                              f"Drop them, or use --{kind} {name}.")
+    return chosen_values
+
+
+# ---------------------------------------------------------------------------------------------
 # biofuse extract
+
+def _extract_options():
+    from biofuse.pipeline.extract import ExtractOptions
+
+    return dataclass_options(ExtractOptions)
+
 
 @main.command()
 @click.argument("data", type=click.Path(dir_okay=False))
-@click.option("--modality", required=True, type=click.Choice(["dna", "rna", "protein", "all"]),
+@click.option("--modality", required=True, type=click.Choice([*NAMES, "all"]),
               help="Which sequence of each row to embed; 'all' runs the default encoder of each.")
-@click.option("--model", help="Registered encoder name, model directory, or hub id. Default per "
-              "modality: protein esm2_t6_8M, dna nt_v2_100m, rna rnafm. `--model onehot` needs "
-              "no weights.")
+@_extract_options()
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False),
               help="Cache directory. Default: $BIOFUSE_CACHE, else the per-user cache.")
-@click.option("--layer", type=int, default=-1, show_default=True,
-              help="Layer to store (0 = embeddings, -1 = last).")
-@click.option("--dtype", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto",
-              show_default=True, help="Compute precision; auto = bf16 on CUDA and on CPUs with "
-              "AMX or AVX512-BF16, else fp32. Embeddings are stored as float16.")
-@click.option("--batch-tokens", type=int, default=None,
-              help="Token budget of one batch (padded length x sequences). Default: 1024 on CPU "
-              "(fastest there), 16384 on CUDA.")
-@click.option("--long", "long_policy", type=click.Choice(["window", "truncate", "drop"]),
-              default="window", show_default=True,
-              help="Sequences longer than the encoder's context: overlapping windows stitched "
-              "back to full length, truncation, or dropping (counts are reported).")
-@click.option("--window-overlap", type=int, default=64, show_default=True,
-              help="Tokens shared by consecutive windows.")
-@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... Default: cuda if available.")
-@click.option("--workers", type=int, help="Start a local Dask cluster with N workers "
-              "(one per GPU on CUDA).")
-@click.option("--scheduler", help="Address of an existing Dask scheduler (tcp://HOST:PORT).")
-@click.option("--commit-every", type=float, default=30.0, show_default=True,
-              help="Seconds between cache commits: an interrupted run keeps all but the last "
-              "few seconds of work.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @data_options
-def extract(spec, modality: str, model: str | None, cache_dir: str | None, layer: int, dtype: str,
-            batch_tokens: int | None, long_policy: str, window_overlap: int, device: str | None,
-            workers: int | None, scheduler: str | None, commit_every: float,
-            as_json: bool) -> None:
+def extract(spec, modality: str, cache_dir: str | None, as_json: bool, **options) -> None:
     """Embed the sequences of DATA with a frozen encoder and cache per-token embeddings.
 
     Only sequences missing from the cache are computed; killing the command and running it
-    again finishes the job.
+    again finishes the job. Registered encoders: see `biofuse encoders`.
 
     \b
     Example:
@@ -189,51 +284,36 @@ def extract(spec, modality: str, model: str | None, cache_dir: str | None, layer
       biofuse extract data.csv --modality dna --model ./nt-v2-100m --dtype bf16 --workers 2
       biofuse extract data.csv --modality all --model onehot
     """
-    from biofuse.cache import default_cache_dir
-    from biofuse.errors import ConfigError
-    from biofuse.pipeline.data import load_dataset
-    from biofuse.pipeline.encoders import (
-        DEFAULTS,
-        EncoderRequest,
-        default_batch_tokens,
-        default_device,
-        default_dtype,
-    )
-    from biofuse.pipeline.extract import COLUMN
-    from biofuse.pipeline.extract import extract as run
+    from biofuse import api
 
-    if workers and scheduler:
-        raise ConfigError("--workers and --scheduler exclude each other.",
-                          "Use --workers N for a local cluster, or --scheduler ADDRESS for an "
-                          "existing one.")
-    if modality == "all" and model not in (None, "onehot"):
-        raise ConfigError(f"--modality all with --model {model} is ambiguous: one model cannot "
-                          "embed DNA, RNA and protein.",
-                          "Run one extract per modality with its --model, or omit --model.")
-    device = device or default_device()
-    dtype = default_dtype(device) if dtype == "auto" else dtype
-    batch_tokens = default_batch_tokens(device) if batch_tokens is None else batch_tokens
-    ds = load_dataset(spec)
-    cache_root = cache_dir or default_cache_dir()
-    summaries = []
-    modalities = ["dna", "rna", "protein"] if modality == "all" else [modality]
-    for m in modalities:
-        request = EncoderRequest(model=model or DEFAULTS[m], modality=m, layer=layer,
-                                 dtype=dtype, long_policy=long_policy,
-                                 window_overlap=window_overlap, device=device)
-        summary = run(ds.frame[COLUMN[m]].to_list(), request, cache_root,
-                      batch_tokens=batch_tokens, workers=workers, scheduler=scheduler,
-                      progress=not as_json, commit_seconds=commit_every,
-                      echo=lambda s: click.echo(s, err=True))
-        summaries.append(summary)
-        if not as_json:
-            click.echo(summary.format())
-        if summary.interrupted:
-            break
+    summaries = api.extract(spec, modality=modality, cache=cache_dir, progress=not as_json,
+                            echo=lambda s: click.echo(s, err=True), **options)
     if as_json:
         click.echo(json.dumps([s.to_dict() for s in summaries], indent=2))
+    else:
+        for s in summaries:
+            click.echo(s.format())
     if any(s.interrupted for s in summaries):
         sys.exit(130)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+def encoders(as_json: bool) -> None:
+    """List the registered encoders: name, modality, dim, nucleotides per token, source."""
+    from biofuse.pipeline.encoders import ENCODERS
+
+    rows = [{"name": i.name, "modality": str(i.modality), "dim": i.dim,
+             "nt_per_token": i.nt_per_token, "source": i.source, "extra": i.extra,
+             "description": i.description}
+            for by in ENCODERS.values() for i in by.values()]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        extra = f"  [pip extra: {r['extra']}]" if r["extra"] else ""
+        click.echo(f"{r['name']:20s} {r['modality']:8s} dim {r['dim']:<5d} "
+                   f"{r['description']}{extra}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -245,109 +325,74 @@ def _parse_encoders(values: tuple[str, ...]) -> dict[str, str]:
     out = {}
     for v in values:
         modality, eq, name = v.partition("=")
-        if not eq or modality not in ("dna", "rna", "protein") or not name:
+        if not eq or modality not in NAMES or not name:
             raise ConfigError(f"--encoder {v!r} is not MODALITY=NAME.",
                               "For example --encoder protein=esm2_t6_8M --encoder dna=onehot.")
         out[modality] = name
     return out
 
 
+def _fit_options():
+    from biofuse.fusion import FUSIONS
+    from biofuse.heads import HEADS
+    from biofuse.pipeline.fit import FitOptions
+
+    def decorate(func):
+        func = method_options(HEADS, "head")(func)
+        func = method_options(FUSIONS, "fusion")(func)
+        return dataclass_options(FitOptions, required=("fusion",))(func)
+
+    return decorate
+
+
 @main.command()
 @click.argument("data", type=click.Path(dir_okay=False))
-@click.option("--fusion", required=True, type=click.Choice(["none", "concat", "mil", "xattn",
-                                                            "seqconcat", "isoformer"]),
-              help="concat / mil / xattn / seqconcat: BioLangFusion; isoformer: IsoFormer's "
-              "aggregation; none: one modality (probing).")
-@click.option("--modalities", default=None,
-              help="Comma-separated subset of dna,rna,protein. Default: all three (one for none).")
+@_fit_options()
 @click.option("--encoder", "encoders", multiple=True,
               help="MODALITY=NAME (or a fingerprint id from `biofuse cache info`). Default: "
-              "protein=esm2_t6_8M, dna=nt_v2_100m, rna=rnafm.")
-@click.option("--head", type=click.Choice(["textcnn", "lstm", "mlp", "meanlinear"]),
-              default="textcnn", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+              + ", ".join(f"{m}={m.default_encoder}" for m in ALL) + ".")
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False))
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory.")
-@click.option("--epochs", type=int, default=500, show_default=True)
-@click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True)
-@click.option("--patience", type=int, default=20, show_default=True,
-              help="Early stopping: epochs without a better validation metric.")
-@click.option("--entropy-weights", default="0,0.01,0.1", show_default=True,
-              help="MIL: the entropy-regularisation weights tried; the best on validation wins.")
-@click.option("--log1p", is_flag=True, help="Regress log1p(target) (IsoFormer's expression).")
-@click.option("--channels", type=int, default=None,
-              help="TextCNN channels per kernel (default 100; BioLangFusion used 1280 for mil).")
-@click.option("--projection", type=int, default=None,
-              help="TextCNN: project the fused features to this many dims first (640 in the "
-              "Bridging paper).")
-@click.option("--optimizer", type=click.Choice(["adam", "adamw"]), default="adam",
-              show_default=True)
-@click.option("--weight-decay", type=float, default=0.0, show_default=True)
-@click.option("--mil-shared-projection", is_flag=True,
-              help="MIL ablation: one projection for all modalities (they must share a dim).")
-@click.option("--mil-token-level", is_flag=True,
-              help="MIL ablation: attention weights per codon instead of per sequence.")
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json.")
 @data_options
-def fit(spec, fusion: str, modalities: str | None, encoders: tuple[str, ...], head: str,
-        seed: int, cache_dir: str | None, out: str, epochs: int, batch_size: int, lr: float,
-        patience: int, entropy_weights: str, log1p: bool, channels: int | None,
-        projection: int | None, optimizer: str,
-        weight_decay: float, mil_shared_projection: bool, mil_token_level: bool,
-        as_json: bool) -> None:
+def fit(spec, encoders: tuple[str, ...], cache_dir: str | None, out: str, as_json: bool,
+        **kwargs) -> None:
     """Train a fusion model on the cached embeddings of DATA and write a run directory:
     config.json, metrics.json, predictions.parquet, attention.parquet (mil), model.pt,
-    train_log.csv.
+    train_log.csv. Prints a progress line per epoch (or every few seconds); Ctrl-C keeps the
+    best model so far and marks the run interrupted (exit 130).
+
+    \b
+    Fusions: none (one modality), concat / mil / xattn / seqconcat (BioLangFusion),
+    isoformer (IsoFormer's aggregation). Each method's own options are the
+    --<method>-... flags; the TextCNN head's are --channels, --projection, --textcnn-... .
 
     \b
     Example:
       biofuse fit mRFP_Expression.csv --fusion mil --cache CACHE --out runs/mil
       biofuse fit data.csv --fusion none --modalities protein --encoder protein=onehot --out runs/p
     """
-    from biofuse.cache import default_cache_dir
-    from biofuse.errors import ConfigError
-    from biofuse.pipeline.data import load_dataset
-    from biofuse.pipeline.fit import FitConfig
-    from biofuse.pipeline.fit import fit as run
+    from biofuse import api
+    from biofuse.fusion import FUSIONS
+    from biofuse.heads import HEADS
+    from biofuse.pipeline.fit import FitOptions
+    from biofuse.pipeline.metrics import format_metrics
 
-    mods = tuple(m.strip() for m in modalities.split(",")) if modalities else (
-        ("protein",) if fusion == "none" else ("dna", "rna", "protein"))
-    try:
-        weights = tuple(float(w) for w in entropy_weights.split(","))
-    except ValueError as exc:
-        raise ConfigError(f"--entropy-weights {entropy_weights!r} is not a list of numbers.",
-                          "For example --entropy-weights 0,0.01,0.1.") from exc
-    if (mil_shared_projection or mil_token_level) and fusion != "mil":
-        raise ConfigError("--mil-shared-projection and --mil-token-level apply to --fusion mil.",
-                          "Drop them, or use --fusion mil.")
-    if (channels or projection) and head != "textcnn":
-        raise ConfigError("--channels and --projection apply to --head textcnn.",
-                          "Drop them, or use --head textcnn.")
-    head_options = {k: v for k, v in (("channels", channels), ("projection", projection)) if v}
-    fusion_options = {k: True for k, on in (("shared_projection", mil_shared_projection),
-                                            ("token_level", mil_token_level)) if on}
-    cfg = FitConfig(fusion=fusion, modalities=mods, encoders=_parse_encoders(encoders),
-                    head=head, seed=seed, epochs=epochs, batch_size=batch_size, lr=lr,
-                    weight_decay=weight_decay, optimizer=optimizer, patience=patience,
-                    log1p=log1p, entropy_weights=weights, fusion_options=fusion_options,
-                    head_options=head_options)
-    ds = load_dataset(spec)
-    metrics = run(ds, cfg, cache_dir or default_cache_dir(), Path(out),
-                  echo=lambda s: click.echo(s, err=True))
+    options = _values(FitOptions, kwargs)
+    options["fusion_options"] = _method_values(FUSIONS, "fusion", options["fusion"], kwargs)
+    options["head_options"] = _method_values(HEADS, "head", options["head"], kwargs)
+    assert not kwargs, f"unparsed options {sorted(kwargs)}"
+    result = api.fit(spec, out=out, cache=cache_dir, encoders=_parse_encoders(encoders),
+                     echo=lambda s: click.echo(s, err=True), **options)
     if as_json:
-        click.echo(json.dumps(metrics, indent=2))
-        return
-    for split in ("val", "test"):
-        m = metrics[split]
-        if not m:
-            continue
-        if metrics["task"] == "classification":
-            click.echo(f"{split:5s} accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}")
-        else:
-            click.echo(f"{split:5s} Spearman {m['spearman']:.4f}  Pearson {m['pearson']:.4f}  "
-                       f"R2 {m['r2']:.4f}  MSE {m['mse']:.4g}")
-    click.echo(f"run written to {out}")
+        click.echo(json.dumps(result.metrics, indent=2))
+    else:
+        for line in format_metrics(result.metrics):
+            click.echo(line)
+        click.echo(f"run written to {out}" + (" (interrupted: the best model so far)"
+                                              if result.interrupted else ""))
+    if result.interrupted:
+        sys.exit(130)
 
 
 @main.command()
@@ -364,11 +409,10 @@ def predict(run_dir: str, data: str, cache_dir: str | None, out: str) -> None:
     Example:
       biofuse predict runs/mil new_sequences.csv --out predictions.parquet
     """
-    from biofuse.cache import default_cache_dir
-    from biofuse.pipeline.predict import predict as run
+    from biofuse import api
 
-    n = run(Path(run_dir), data, cache_dir or default_cache_dir(), Path(out))
-    click.echo(f"wrote {n} predictions to {out}")
+    frame = api.predict(run_dir, data, cache=cache_dir, out=out)
+    click.echo(f"wrote {frame.height} predictions to {out}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -415,7 +459,7 @@ def cache_info(cache_dir: str, fingerprint_id: str | None, as_json: bool) -> Non
         click.echo(f"{cache_dir}: a biofuse cache with no embeddings yet")
     for i in infos:
         click.echo(f"{i['id']}\n  model {i['model_id']} @ {i['revision']}, layer {i['layer']}, "
-                   f"{i['dtype']} compute, long sequences: {i['long_policy']}")
+                   f"{i['compute_dtype']} compute, long sequences: {i['long_policy']}")
         click.echo(f"  {i['entries']} sequences, {i['tokens']} tokens x {i['dim']} "
                    f"({i['storage_dtype']}) in {i['parts']} parts"
                    + (f", {i['duplicate_entries']} duplicate entries" if i["duplicate_entries"]
@@ -527,7 +571,7 @@ def cache_export(cache_dir: str, fingerprint_id: str | None, keys_file: str | No
               help="Run on this table instead of the shipped synthetic example.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="biofuse-demo",
               show_default=True, help="Where the cache and the run directory go.")
-@click.option("--epochs", type=int, default=150, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=150, show_default=True)
 def demo(data_path: str | None, out_dir: str, epochs: int) -> None:
     """Run biofuse end to end on a small dataset, on the CPU, with no download: validate the
     table, extract one-hot embeddings of DNA, RNA and protein into a cache, train a gated-
@@ -538,39 +582,16 @@ def demo(data_path: str | None, out_dir: str, epochs: int) -> None:
       biofuse demo
       biofuse demo --data mRFP_Expression.csv --out demo-mrfp
     """
-    from biofuse.examples import EXAMPLE_CSV
-    from biofuse.pipeline.data import DataSpec, load_dataset
-    from biofuse.pipeline.encoders import EncoderRequest
-    from biofuse.pipeline.extract import COLUMN
-    from biofuse.pipeline.extract import extract as run_extract
-    from biofuse.pipeline.fit import FitConfig
-    from biofuse.pipeline.fit import fit as run_fit
+    from biofuse import api
+    from biofuse.pipeline.metrics import format_metrics
 
-    spec = (DataSpec(path=str(data_path)) if data_path
-            else DataSpec(path=str(EXAMPLE_CSV), label_cols=("expression",)))
-    ds = load_dataset(spec)
-    r = ds.report
-    click.echo(f"1/3 data: {r.rows_kept} of {r.rows_read} rows kept, splits "
-               + ", ".join(f"{k} {v}" for k, v in r.split_sizes.items())
-               + f" ({r.split_source}); `biofuse data inspect` shows the full report")
-    out = Path(out_dir)
-    cache = out / "cache"
-    for m in ("dna", "rna", "protein"):
-        s = run_extract(ds.frame[COLUMN[m]].to_list(),
-                        EncoderRequest(model="onehot", modality=m), cache, progress=False)
-        click.echo(f"2/3 extract {m:7s}: {s.counts.computed} computed, {s.cached} cached "
-                   f"(one-hot; real encoders: `biofuse extract --model esm2_t6_8M` ...)")
-    cfg = FitConfig(fusion="mil", encoders={m: "onehot" for m in ("dna", "rna", "protein")},
-                    epochs=epochs, entropy_weights=(0.0, 0.1), lr=3e-3)
-    metrics = run_fit(ds, cfg, cache, out / "run", echo=lambda s: click.echo(f"3/3 fit {s}"))
-    for split in ("val", "test"):
-        m = metrics[split]
-        if m and metrics["task"] == "regression":
-            click.echo(f"    {split:4s} Spearman {m['spearman']:.3f}  Pearson {m['pearson']:.3f}  "
-                       f"R2 {m['r2']:.3f}")
-        elif m:
-            click.echo(f"    {split:4s} accuracy {m['accuracy']:.3f}  macro-F1 {m['macro_f1']:.3f}")
-    click.echo(f"run directory: {out / 'run'} (config, metrics, predictions, MIL attention, model)")
+    result = api.demo(data=data_path, out=out_dir, epochs=epochs, echo=click.echo)
+    for line in format_metrics(result.metrics, digits=3):
+        click.echo(f"    {line}")
+    click.echo(f"run directory: {result.run_dir} (config, metrics, predictions, MIL attention, "
+               "model)")
+    if result.interrupted:
+        sys.exit(130)
 
 
 if __name__ == "__main__":  # pragma: no cover

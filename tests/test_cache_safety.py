@@ -152,15 +152,16 @@ def test_deleted_chunk_is_reported_not_zero_filled(filled):
         EmbeddingCache(store.cache.root).store(FP).load(ks)
 
 
-def test_hand_edited_offsets_are_refused_on_open(filled):
+def test_hand_edited_offsets_are_refused_on_first_use(filled):
     store, _ = filled
     part = zarr.open_group(str(_damaged_part(store)), mode="r+")
     off = part["offsets"][:]
     off[3] += 1  # still increasing: only the recorded digest can tell
     part["offsets"][:] = off
     assert "digest" in next(iter(verify_store(store).damaged.values()))
+    reopened = EmbeddingCache(store.cache.root).store(FP)  # opening reads no part index
     with pytest.raises(CacheCorruption, match="damaged.*digest"):
-        EmbeddingCache(store.cache.root).store(FP)
+        len(reopened)
 
 
 def test_drop_corrupt_then_resume_restores_everything(filled):
@@ -180,6 +181,6 @@ def test_corrupt_store_metadata_is_a_clear_error(filled):
     store, _ = filled
     (store.path / "parts" / store.parts[1].part_id / "zarr.json").write_text("{not json")
     with pytest.raises(CacheCorruption, match="gc --drop-corrupt"):
-        EmbeddingCache(store.cache.root).store(FP)
+        EmbeddingCache(store.cache.root).store(FP).keys()
     json.loads((store.cache.root / "zarr.json").read_text())  # root untouched
     assert os.path.exists(store.path / "parts" / store.parts[0].part_id)

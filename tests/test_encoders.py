@@ -77,7 +77,8 @@ def test_intermediate_layer_matches_hidden_states(esm2_dir):
 
 def test_fingerprint_records_what_changes_the_numbers(esm2_dir):
     base = build_encoder(request(esm2_dir)).fingerprint()
-    assert base.layer == 2 and base.dtype == "fp32" and len(base.revision) == 16
+    assert base.layer == 2 and base.compute_dtype == "fp32" and len(base.revision) == 16
+    assert (base.modality, base.dim, base.nt_per_token) == ("protein", 16, 3)  # typed fields
     assert build_encoder(request(esm2_dir, layer=1)).fingerprint().id != base.id
     assert build_encoder(request(esm2_dir, dtype="bf16")).fingerprint().id != base.id
     assert build_encoder(request(esm2_dir, long_policy="truncate")).fingerprint().id != base.id

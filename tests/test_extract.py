@@ -153,7 +153,8 @@ def test_cli_extract_all_modalities_onehot(tmp_path):
      "exclude each other"),
     (["--model", "nope", "--modality", "protein"], "neither a registered encoder"),
     (["--model", "esm2_t6_8M", "--modality", "dna"], "embeds protein, not dna"),
-    (["--model", "onehot", "--modality", "protein", "--batch-tokens", "0"], "must be positive"),
+    (["--model", "onehot", "--modality", "protein", "--batch-tokens", "0"],
+     "--batch-tokens 0 is out of range"),
 ])
 def test_cli_extract_user_errors(tmp_path, args, message):
     data = write_table(tmp_path / "d.csv", proteins(3))

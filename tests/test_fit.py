@@ -26,8 +26,7 @@ def planted(tmp_path, n=240, signal="protein", seed=0):
     label is the mean over codons of feature 0 of the ``signal`` modality's embedding."""
     rng = np.random.default_rng(seed)
     cache = EmbeddingCache(tmp_path / "cache", create=True)
-    stores = {m: cache.store(Fingerprint(f"synthetic/{m}", extra={"modality": m, "dim": DIM,
-                                                                   "nt_per_token": k}))
+    stores = {m: cache.store(Fingerprint(f"synthetic/{m}", modality=m, dim=DIM, nt_per_token=k))
               for m, k in (("dna", 6), ("rna", 1), ("protein", 3))}
     rows, ys = [], []
     for i in range(n):
@@ -89,7 +88,9 @@ def test_run_directory_is_complete_and_reproducible(tmp_path):
     config = json.loads((run_dir / "config.json").read_text())
     assert config["dataset_hash"] and config["biofuse_version"]
     assert set(config["encoders"]) == {"dna", "rna", "protein"}
-    assert config["model"]["head_options"] == {"channels": 8, "projection": 12}
+    # the resolved options, defaults included: enough to rebuild the model
+    assert config["model"]["head_options"] == {"channels": 8, "projection": 12, "dropout": 0.2,
+                                               "kernels": [3, 4, 5]}
     assert config["encoders"]["protein"]["fingerprint"]["model_id"] == "synthetic/protein"
     preds = pl.read_parquet(run_dir / "predictions.parquet")
     assert preds.columns == ["id", "split", "y_label", "pred_label"] and preds.height == 120
@@ -167,9 +168,10 @@ def test_missing_embeddings_name_the_extract_command(tmp_path):
 
 @pytest.mark.parametrize("args,message", [
     (["--fusion", "none", "--modalities", "dna,protein"], "probes one modality"),
-    (["--fusion", "mil", "--modalities", "dna,xyz"], "is not a set of"),
+    (["--fusion", "mil", "--modalities", "dna,xyz"], "Unknown modality 'xyz'"),
+    (["--fusion", "mil", "--modalities", "dna,dna"], "not a set of distinct modalities"),
     (["--fusion", "mil", "--encoder", "protein"], "is not MODALITY=NAME"),
-    (["--fusion", "mil", "--entropy-weights", "a,b"], "not a list of numbers"),
+    (["--fusion", "mil", "--entropy-weights", "a,b"], "not a comma-separated list of float"),
     (["--fusion", "concat", "--mil-token-level"], "apply to --fusion mil"),
     (["--fusion", "concat", "--head", "mlp", "--projection", "16"], "apply to --head textcnn"),
 ])

@@ -3,7 +3,12 @@
 Two embeddings may be shared only if the same encoder computed them the same way from the same
 input. The fingerprint names everything that changes the numbers: model id and weight revision
 (or hash), layer, compute dtype, long-sequence policy, tokenizer settings, storage dtype and the
-cache format version. Each fingerprint gets its own sub-store, so embeddings never mix.
+cache format version. Each fingerprint gets its own sub-store, so embeddings never mix. It also
+records what a reader of the store needs to know (typed, not in a free-form dict): the modality,
+the embedding dim, and how many nucleotides one stored token covers.
+
+One dtype vocabulary everywhere in biofuse: ``fp32``, ``bf16``, ``fp16``. ``compute_dtype`` is the
+precision the encoder ran in; ``storage_dtype`` the precision the store holds (fp16 or fp32).
 """
 
 from __future__ import annotations
@@ -12,8 +17,12 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
-FORMAT_VERSION = 1
-STORAGE_DTYPES = ("float16", "float32")
+FORMAT_VERSION = 2
+#: precisions an encoder can run in ("none": the output does not depend on it, e.g. one-hot)
+COMPUTE_DTYPES = ("fp32", "bf16", "fp16")
+STORAGE_DTYPES = ("fp16", "fp32")
+#: the numpy (and Zarr) name of a storage dtype
+NUMPY_DTYPE = {"fp16": "float16", "fp32": "float32"}
 
 
 def sequence_key(sequence: str) -> str:
@@ -27,21 +36,31 @@ def sequence_key(sequence: str) -> str:
 
 @dataclass(frozen=True)
 class Fingerprint:
-    """Everything that determines an encoder's output for a given input sequence."""
+    """Everything that determines an encoder's output for a given input sequence, plus what a
+    reader needs to use it (modality, dim, nucleotides per token, the encoder's CLI name)."""
 
     model_id: str
     revision: str = "unknown"
     layer: int = -1
-    dtype: str = "float32"
+    compute_dtype: str = "fp32"
     long_policy: str = "window"
     tokenizer: dict = field(default_factory=dict)
-    storage_dtype: str = "float16"
+    storage_dtype: str = "fp16"
+    modality: str = ""
+    dim: int = 0
+    nt_per_token: int = 0  # 3: one token per codon (protein), 1: per nucleotide, 6: 6-mers
+    encoder: str = ""  # the registered name, model directory or hub id it was extracted with
     format_version: int = FORMAT_VERSION
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.storage_dtype not in STORAGE_DTYPES:
             raise ValueError(f"storage_dtype must be one of {STORAGE_DTYPES}")
+        if self.compute_dtype not in (*COMPUTE_DTYPES, "none"):
+            raise ValueError(f"compute_dtype must be one of {COMPUTE_DTYPES} or 'none'")
+
+    @property
+    def numpy_dtype(self) -> str:
+        return NUMPY_DTYPE[self.storage_dtype]
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -40,7 +40,8 @@ def store_info(store: EmbeddingStore) -> dict:
     disk = _du(store.path / "parts")
     temps = _tmp_dirs(store)
     return {"id": store.id, "model_id": fp.model_id, "revision": fp.revision, "layer": fp.layer,
-            "dtype": fp.dtype, "long_policy": fp.long_policy, "storage_dtype": fp.storage_dtype,
+            "compute_dtype": fp.compute_dtype, "long_policy": fp.long_policy,
+            "storage_dtype": fp.storage_dtype,
             "fingerprint": fp.to_dict(), "dim": store.dim, "parts": len(store.parts),
             "entries": len(store), "duplicate_entries": stored - len(store), "tokens": tokens,
             "raw_bytes": raw, "bytes_on_disk": disk,

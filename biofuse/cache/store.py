@@ -198,11 +198,24 @@ class EmbeddingStore:
         self.cache = cache
         self.path = path
         self.fingerprint = fingerprint
-        self.dtype = fingerprint.storage_dtype
-        self.parts: list[PartIndex] = []
-        self._where: dict[str, tuple[int, int]] = {}  # key -> (part index, row)
+        self.dtype = fingerprint.numpy_dtype  # the numpy name of the storage dtype
+        self._parts: list[PartIndex] = []
+        self._where_: dict[str, tuple[int, int]] = {}  # key -> (part index, row)
         self._seen: set[str] = set()
-        self.refresh()
+        self._indexed = False  # part indexes are read on first use, not on open
+
+    @property
+    def parts(self) -> list[PartIndex]:
+        """Indexes of the committed parts, oldest first (read from disk on first use)."""
+        if not self._indexed:
+            self.refresh()
+        return self._parts
+
+    @property
+    def _where(self) -> dict[str, tuple[int, int]]:
+        if not self._indexed:
+            self.refresh()
+        return self._where_
 
     @property
     def id(self) -> str:
@@ -222,17 +235,18 @@ class EmbeddingStore:
 
     def refresh(self) -> None:
         """Pick up parts committed (by any writer) since the last look; oldest id wins a key."""
+        self._indexed = True
         new = [p for p in self.part_dirs() if p.name not in self._seen]
         if not new:
             return
         with ThreadPoolExecutor(8) as pool:
             indexes = list(pool.map(self._open_part, new))
-        merged = sorted(self.parts + indexes, key=lambda p: p.part_id)
-        self.parts = merged
+        merged = sorted(self._parts + indexes, key=lambda p: p.part_id)
+        self._parts = merged
         self._seen = {p.part_id for p in merged}
-        self._where = {}
+        self._where_ = {}
         for pi in reversed(range(len(merged))):  # older parts overwrite newer ones
-            self._where.update((k, (pi, row)) for row, k in enumerate(merged[pi].keys.tolist()))
+            self._where_.update((k, (pi, row)) for row, k in enumerate(merged[pi].keys.tolist()))
 
     def _open_part(self, path: Path) -> PartIndex:
         try:
@@ -243,9 +257,9 @@ class EmbeddingStore:
                 f"Run `biofuse cache verify {self.cache.root}` for the full list, then "
                 f"`biofuse cache gc --drop-corrupt {self.cache.root}` to remove damaged parts "
                 "(their sequences will be recomputed by the next extract).") from exc
-        if self.parts and index.attrs["dim"] != self.parts[0].attrs["dim"]:
+        if self._parts and index.attrs["dim"] != self._parts[0].attrs["dim"]:
             raise CacheCorruption(f"Part {path.name} has dim {index.attrs['dim']}, the store "
-                                  f"{self.path} has {self.parts[0].attrs['dim']}.",
+                                  f"{self.path} has {self._parts[0].attrs['dim']}.",
                                   f"Run `biofuse cache gc --drop-corrupt {self.cache.root}`.")
         return index
 
@@ -289,12 +303,11 @@ class EmbeddingStore:
     def get(self, key: str, dtype: str | None = None) -> np.ndarray:
         return self.load([key], dtype=dtype)[0]
 
-    def load(self, keys: Sequence[str], *, pool: int = 1, dtype: str | None = None,
-             threads: int = 4) -> Ragged:
-        """Embeddings of ``keys`` (in that order) as one contiguous :class:`Ragged`.
-
-        ``pool=3`` averages each run of three tokens (the last run may be shorter): nucleotide
-        resolution to codon resolution. Raises :class:`CacheError` naming missing keys.
+    def load(self, keys: Sequence[str], *, dtype: str | None = None, threads: int = 4) -> Ragged:
+        """Embeddings of ``keys`` (in that order) as one contiguous :class:`Ragged`, in the
+        encoder's own tokens (alignment to codons is the fusion model's job, in fusion/align).
+        ``dtype``: a numpy dtype name for the result (default: the storage dtype). Raises
+        :class:`CacheError` naming missing keys.
         """
         keys = list(keys)
         absent = [k for k in keys if k not in self._where]
@@ -312,13 +325,10 @@ class EmbeddingStore:
         except FileNotFoundError:
             self._forget_vanished()  # a part was compacted away under us: look again once
             flat, offsets = self._gather(keys, threads)
-        if pool > 1:
-            flat, offsets = pool_tokens(flat, offsets, pool)
-        out_dtype = dtype or (flat.dtype.name if pool > 1 else self.dtype)
-        return Ragged(flat.astype(out_dtype, copy=False), offsets, keys)
+        return Ragged(flat.astype(dtype or self.dtype, copy=False), offsets, keys)
 
     def _forget_vanished(self) -> None:
-        self.parts, self._where, self._seen = [], {}, set()
+        self._parts, self._where_, self._seen = [], {}, set()
         self.refresh()
 
     def _gather(self, keys: list[str], threads: int) -> tuple[np.ndarray, np.ndarray]:
@@ -403,16 +413,3 @@ class EmbeddingStore:
         self._forget_vanished()
         return n
 
-
-def pool_tokens(flat: np.ndarray, offsets: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mean over consecutive runs of ``k`` tokens within each sequence (last run may be shorter)."""
-    lengths = np.diff(offsets)
-    pooled_len = -(-lengths // k)
-    new_offsets = np.zeros_like(offsets)
-    np.cumsum(pooled_len, out=new_offsets[1:])
-    if flat.shape[0] == 0:
-        return flat.astype(np.float32), new_offsets
-    starts = np.concatenate([np.arange(o, o + n, k) for o, n in zip(offsets[:-1], lengths)])
-    sums = np.add.reduceat(flat.astype(np.float32), starts, axis=0)
-    ends = np.minimum(starts + k, np.repeat(offsets[1:], pooled_len))
-    return sums / (ends - starts)[:, None], new_offsets

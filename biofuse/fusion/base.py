@@ -24,9 +24,21 @@ class FusionOutput:
     weights: dict[str, torch.Tensor] = field(default_factory=dict)  # per-sample, for audit
 
 
+@dataclass(frozen=True, kw_only=True)
+class NoOptions:
+    """A method without options."""
+
+    prefix = ""
+
+
 class Fusion(nn.Module):
     #: True: inputs are on the codon grid; False: each modality keeps its own tokens
     aligned: bool = True
+    #: the method's options (a frozen dataclass of ``biofuse.options.option`` fields); the
+    #: constructor takes them as keyword arguments
+    Options: type = NoOptions
+    #: (fusion option, fit option listing its candidates): chosen on validation by ``fit``
+    search: tuple[str, str] | None = None
     out_dim: int
 
     def __init__(self, dims: dict[str, int]):

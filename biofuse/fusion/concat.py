@@ -3,13 +3,27 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 from biofuse.fusion.base import Fusion, FusionOutput
+from biofuse.options import check, option
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConcatOptions:
+    prefix = "concat-"
+    dna_dim: int = option(128, "Width the DNA embedding is shrunk to by its MLP.", min=1)
+
+    def __post_init__(self) -> None:
+        check(self, self.prefix)
 
 
 class ConcatFusion(Fusion):
+    Options = ConcatOptions
+
     def __init__(self, dims: dict[str, int], *, dna_dim: int = 128):
         super().__init__(dims)
         self.dna_mlp = (nn.Sequential(nn.Linear(dims["dna"], dna_dim), nn.ReLU(),

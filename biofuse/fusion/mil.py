@@ -12,13 +12,35 @@ modalities, which then need one dim) and ``token_level`` (alpha per codon instea
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 from biofuse.fusion.base import Fusion, FusionOutput, masked_mean
+from biofuse.options import check, option
+
+
+@dataclass(frozen=True, kw_only=True)
+class MILOptions:
+    prefix = "mil-"
+    dim: int = option(600, "Width of each modality's projection (BioLangFusion: 600).", min=1)
+    attn_dim: int = option(100, "Width of the gated attention's hidden layer.", min=1)
+    entropy_weight: float = option(0.0, "Weight of the entropy term (chosen on validation "
+                                   "from --entropy-weights).", min=0, cli=False)
+    shared_projection: bool = option(False, "Ablation: one projection for all modalities (they "
+                                     "must share a dim).")
+    token_level: bool = option(False, "Ablation: attention weights per codon instead of per "
+                               "sequence.")
+
+    def __post_init__(self) -> None:
+        check(self, self.prefix)
 
 
 class GatedAttentionMIL(Fusion):
+    Options = MILOptions
+    search = ("entropy_weight", "entropy_weights")
+
     def __init__(self, dims: dict[str, int], *, dim: int = 600, attn_dim: int = 100,
                  entropy_weight: float = 0.0, shared_projection: bool = False,
                  token_level: bool = False):

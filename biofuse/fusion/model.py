@@ -14,6 +14,7 @@ from biofuse.fusion import FUSIONS
 from biofuse.fusion.align import Aligner
 from biofuse.fusion.base import FusionOutput
 from biofuse.heads import HEADS
+from biofuse.options import from_dict
 
 
 @dataclass(frozen=True)
@@ -40,11 +41,14 @@ class FusionModel(nn.Module):
         super().__init__()
         self.config = config
         dims = {m: config.dims[m] for m in config.modalities}
-        self.fusion = FUSIONS[config.fusion](dims, **config.fusion_options)
+        fusion_cls, head_cls = FUSIONS[config.fusion], HEADS[config.head]
+        fusion_options = from_dict(fusion_cls.Options, config.fusion_options,
+                                   fusion_cls.Options.prefix)
+        head_options = from_dict(head_cls.Options, config.head_options, head_cls.Options.prefix)
+        self.fusion = fusion_cls(dims, **asdict(fusion_options))
         self.aligner = (Aligner({m: config.nt_per_token[m] for m in config.modalities}, dims)
                         if self.fusion.aligned else None)
-        self.head = HEADS[config.head](self.fusion.out_dim, config.n_outputs,
-                                       **config.head_options)
+        self.head = head_cls(self.fusion.out_dim, config.n_outputs, **asdict(head_options))
 
     def forward(self, feats: dict[str, torch.Tensor], masks: dict[str, torch.Tensor],
                 present: dict[str, torch.Tensor], grid: torch.Tensor

@@ -4,13 +4,26 @@ axis, each keeping its own tokens."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 from biofuse.fusion.base import Fusion, FusionOutput, compact
+from biofuse.options import check, option
+
+
+@dataclass(frozen=True, kw_only=True)
+class SeqconcatOptions:
+    prefix = "seqconcat-"
+    dim: int = option(256, "Shared width every modality is projected to.", min=1)
+
+    def __post_init__(self) -> None:
+        check(self, self.prefix)
 
 
 class SequenceConcat(Fusion):
+    Options = SeqconcatOptions
     aligned = False
 
     def __init__(self, dims: dict[str, int], *, dim: int = 256):

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 
+@dataclass(frozen=True, kw_only=True)
+class NoOptions:
+    """A head without options."""
+
+    prefix = ""
+
+
 class Head(nn.Module):
+    #: the head's options (frozen dataclass of ``biofuse.options.option`` fields)
+    Options: type = NoOptions
+
     def __init__(self, in_dim: int, n_outputs: int):
         super().__init__()
         self.in_dim, self.n_outputs = in_dim, n_outputs

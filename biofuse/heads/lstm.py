@@ -3,14 +3,30 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from biofuse.heads.base import Head, masked_max
+from biofuse.options import check, option
+
+
+@dataclass(frozen=True, kw_only=True)
+class LSTMOptions:
+    prefix = "lstm-"
+    hidden: int = option(640, "LSTM hidden size (the Bridging paper: 640).", min=1)
+    bidirectional: bool = option(False, "Run the LSTM in both directions.")
+    dropout: float = option(0.2, "Dropout before the output layer.", min=0, max=0.95)
+
+    def __post_init__(self) -> None:
+        check(self, self.prefix)
 
 
 class LSTMHead(Head):
+    Options = LSTMOptions
+
     def __init__(self, in_dim: int, n_outputs: int, *, hidden: int = 640,
                  bidirectional: bool = False, dropout: float = 0.2):
         super().__init__(in_dim, n_outputs)

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from torch import nn
 
 from biofuse.heads.base import Head, masked_mean
+from biofuse.options import check, option
+
+
+@dataclass(frozen=True, kw_only=True)
+class MLPOptions:
+    prefix = "mlp-"
+    hidden: int = option(256, "Hidden width of the MLP.", min=1)
+    dropout: float = option(0.2, "Dropout after the hidden layer.", min=0, max=0.95)
+
+    def __post_init__(self) -> None:
+        check(self, self.prefix)
 
 
 class MLPHead(Head):
+    Options = MLPOptions
+
     def __init__(self, in_dim: int, n_outputs: int, *, hidden: int = 256, dropout: float = 0.2):
         super().__init__(in_dim, n_outputs)
         self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout),

@@ -4,13 +4,37 @@ in the Bridging paper and for xattn; 1280 for BioLangFusion's MIL."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 from biofuse.heads.base import Head, masked_max
+from biofuse.options import check, option
+
+
+@dataclass(frozen=True, kw_only=True)
+class TextCNNOptions:
+    prefix = "textcnn-"
+    projection: int | None = option(None, "Project the fused features to this many dims first "
+                                    "(640 in the Bridging paper).", flag="--projection", min=1)
+    channels: int = option(100, "Channels per kernel (BioLangFusion used 1280 for mil).",
+                           flag="--channels", min=1)
+    kernels: tuple[int, ...] = option((3, 4, 5), "Kernel widths, comma-separated.")
+    dropout: float = option(0.2, "Dropout before the output layer.", min=0, max=0.95)
+
+    def __post_init__(self) -> None:
+        check(self, self.prefix)
+        if not self.kernels or any(int(k) < 1 for k in self.kernels):
+            from biofuse.errors import ConfigError
+
+            raise ConfigError(f"--textcnn-kernels {self.kernels} must be positive widths.",
+                              "For example --textcnn-kernels 3,4,5.")
 
 
 class TextCNN(Head):
+    Options = TextCNNOptions
+
     def __init__(self, in_dim: int, n_outputs: int, *, projection: int | None = None,
                  channels: int = 100, kernels: tuple[int, ...] = (3, 4, 5),
                  dropout: float = 0.2):

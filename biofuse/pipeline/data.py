@@ -21,15 +21,16 @@ import numpy as np
 import polars as pl
 
 from biofuse.errors import ConfigError, DataError, OrfError, SequenceError
+from biofuse.modality import Modality
 from biofuse.pipeline import dogma, splits
 from biofuse.pipeline.columns import ColumnMap, resolve_columns
 from biofuse.pipeline.inspect import Report
 from biofuse.pipeline.tables import read_table
 
 TASKS = ("auto", "regression", "classification")
-MODALITIES = ("mrna", "dna", "protein")
-#: the dataset column that holds each encoder modality's sequences
-MODALITY_COLUMN = {"protein": "protein", "dna": "dna", "rna": "mrna"}
+#: the sequence columns of a dataset frame, one per modality (``Modality.column``), in the order
+#: of the frame (which enters the dataset hash)
+MODALITIES = tuple(m.column for m in (Modality.RNA, Modality.DNA, Modality.PROTEIN))
 MISSING_LABELS = {"", "na", "nan", "null", "none", "n/a", "?"}
 #: integer labels with at most this many distinct values are read as classes
 MAX_INFERRED_CLASSES = 10
@@ -65,6 +66,23 @@ class DataSpec:
             raise ConfigError(f"Unknown --dedup policy {self.dedup!r}.",
                               f"Use one of: {', '.join(splits.DEDUP_POLICIES)}.")
         dogma.genetic_code(self.genetic_code)  # raises for an unknown table
+
+    def cli_flags(self) -> list[str]:
+        """The command-line flags that rebuild this spec from its table (non-defaults only), so
+        a hint such as "run `biofuse extract ...`" reads the table exactly as this spec does."""
+        flags: list[str] = []
+        default = DataSpec(path=self.path)
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("path", "labels") or value == getattr(default, f.name):
+                continue
+            flag = "--" + f.name.replace("_", "-")
+            if f.name == "label_cols":
+                for c in value:
+                    flags += ["--label-col", str(c)]
+            else:
+                flags += [flag, str(value)]
+        return flags
 
 
 @dataclass(frozen=True)

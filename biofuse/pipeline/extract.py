@@ -16,15 +16,92 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from biofuse.cache import EmbeddingCache, EmbeddingStore, sequence_key
-from biofuse.errors import BiofuseError
+from biofuse.errors import BiofuseError, ConfigError
+from biofuse.modality import Modality
+from biofuse.options import check, option
 from biofuse.pipeline.batching import stitch, token_budget_batches, windows
-from biofuse.pipeline.data import MODALITY_COLUMN
-from biofuse.pipeline.encoders import Encoder, EncoderRequest, build_encoder, encoder_info
+from biofuse.pipeline.encoders import (
+    DTYPES,
+    LONG_POLICIES,
+    Encoder,
+    EncoderRequest,
+    build_encoder,
+    default_batch_tokens,
+    default_device,
+    default_dtype,
+    encoder_info,
+)
 
-COLUMN = MODALITY_COLUMN
 DEFAULT_BATCH_TOKENS = 1024  # the CPU default; see encoders.default_batch_tokens
 #: commit finished embeddings at least this often, so an interrupted run keeps its work
 DEFAULT_COMMIT_SECONDS = 30.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExtractOptions:
+    """How ``extract`` runs an encoder; every field is also a ``biofuse extract`` flag."""
+
+    prefix = ""
+    model: str | None = option(
+        None, "Registered encoder name, model directory, or hub id. Default per modality: "
+        + ", ".join(f"{m} {m.default_encoder}" for m in Modality) + ". `--model onehot` needs "
+        "no weights.")
+    layer: int = option(-1, "Layer to store (0 = embeddings, -1 = last).")
+    dtype: str = option("auto", "Compute precision; auto = bf16 on CUDA and on CPUs with AMX or "
+                        "AVX512-BF16, else fp32. Embeddings are stored as fp16.",
+                        choices=("auto", *DTYPES))
+    batch_tokens: int | None = option(
+        None, "Token budget of one batch (padded length x sequences). Default: 1024 on CPU "
+        "(fastest there), 16384 on CUDA.", min=1)
+    long_policy: str = option(
+        "window", "Sequences longer than the encoder's context: overlapping windows stitched "
+        "back to full length, truncation, or dropping (counts are reported).", flag="--long",
+        choices=LONG_POLICIES)
+    window_overlap: int = option(64, "Tokens shared by consecutive windows (at most the "
+                                 "context minus one is used).", min=0)
+    device: str | None = option(None, "cpu, cuda, cuda:1 ... Default: cuda if available.")
+    workers: int | None = option(None, "Start a local Dask cluster with N workers (one per GPU "
+                                 "on CUDA).", min=1, max=1024)
+    scheduler: str | None = option(None, "Address of an existing Dask scheduler "
+                                   "(tcp://HOST:PORT).")
+    commit_every: float = option(30.0, "Seconds between cache commits: an interrupted run keeps "
+                                 "all but the last few seconds of work.", above=0)
+
+    def __post_init__(self) -> None:
+        check(self)
+        if self.workers and self.scheduler:
+            raise ConfigError("--workers and --scheduler exclude each other.",
+                              "Use --workers N for a local cluster, or --scheduler ADDRESS for "
+                              "an existing one.")
+        if self.device is not None:
+            _check_device(self.device)
+
+    def request(self, modality: Modality) -> EncoderRequest:
+        """The encoder request for ``modality``, with device, dtype defaults resolved."""
+        device = self.device or default_device()
+        dtype = default_dtype(device) if self.dtype == "auto" else self.dtype
+        return EncoderRequest(model=self.model or modality.default_encoder, modality=modality,
+                              layer=self.layer, dtype=dtype, long_policy=self.long_policy,
+                              window_overlap=self.window_overlap, device=device)
+
+    def resolved_batch_tokens(self) -> int:
+        return self.batch_tokens or default_batch_tokens(self.device or default_device())
+
+
+def _check_device(device: str) -> None:
+    import re
+
+    if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", device):
+        raise ConfigError(f"--device {device!r} is not a device biofuse knows.",
+                          "Use cpu, cuda, cuda:N or mps.")
+    if device.startswith("cuda"):
+        import torch
+
+        n = torch.cuda.device_count()
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if index >= n:
+            raise ConfigError(f"--device {device}: this machine has {n} CUDA device(s).",
+                              "Use --device cpu, or run on a machine with a GPU.")
 
 
 class OutOfMemory(BiofuseError):
@@ -246,15 +323,13 @@ def extract(sequences: list[str | None], request: EncoderRequest, cache_root, *,
     notebook); by default one is built, and its weights load on first use.
     """
     if batch_tokens < 1:
-        from biofuse.errors import ConfigError
-
         raise ConfigError(f"--batch-tokens {batch_tokens} must be positive.",
                           f"The default is {DEFAULT_BATCH_TOKENS}.")
     encoder_info(request.model, request.modality)  # a wrong model/modality pair is named first
     if sequences and not any(sequences):
         from biofuse.errors import DataError
 
-        column = COLUMN[request.modality]
+        column = Modality.parse(request.modality).column
         raise DataError(
             f"No row of the dataset has a {request.modality} sequence (column '{column}').",
             "Check --modality; a protein or DNA sequence is derived only from an mRNA/CDS "

@@ -1,333 +1,295 @@
 """`biofuse fit`: train a fusion model on cached embeddings; write an auditable run directory.
 
 BioLangFusion's settings by default: Adam, ReduceLROnPlateau (patience 5), early stopping on the
-validation metric (patience 20), at most 500 epochs, batches of 32 drawn from length buckets.
-MSE for regression (targets standardised on the training split; ``log1p`` optional), cross-
-entropy for classification. For ``mil`` the entropy weight is chosen on validation from a small
-set that includes 0. The test split is evaluated once, at the end, with the selected model.
+validation metric (patience 20), at most 500 epochs, batches of 32 drawn from length buckets
+(optionally capped by a padded-position budget, ``batch_tokens``, for long sequences). MSE for
+regression (targets standardised on the training split; ``log1p`` optional), cross-entropy for
+classification. A fusion method may declare one option chosen on validation (MIL: the entropy
+weight, from ``entropy_weights``); the test split is evaluated once, with the selected model.
 """
 
 from __future__ import annotations
 
-import copy
-import json
 import math
-import time
-from dataclasses import asdict, dataclass, field
+import shlex
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import polars as pl
 import torch
 
-from biofuse import __version__
-from biofuse.cache import EmbeddingCache, sequence_key
+from biofuse.cache import EmbeddingCache
 from biofuse.errors import ConfigError, DataError
 from biofuse.fusion import FUSIONS
 from biofuse.fusion.model import FusionModel, ModelConfig
 from biofuse.heads import HEADS
-from biofuse.pipeline import dogma
-from biofuse.pipeline.data import MODALITY_COLUMN, Dataset
-from biofuse.pipeline.embeddings import ModalityTable, find_store
-from biofuse.pipeline.encoders import DEFAULTS
-from biofuse.pipeline.metrics import classification_metrics, regression_metrics
+from biofuse.modality import ALL, Modality, parse_modalities
+from biofuse.options import check, from_dict, option
+from biofuse.pipeline.data import Dataset, DataSpec
+from biofuse.pipeline.embeddings import ModelInputs, autocast, load_inputs, predict_rows
+from biofuse.pipeline.metrics import split_metrics
+from biofuse.pipeline.rundir import RunDir
+from biofuse.pipeline.targets import Targets, make_targets
+from biofuse.pipeline.trainer import (
+    CsvLog,
+    EarlyStopping,
+    PlateauLR,
+    ProgressLine,
+    Trainer,
+    TrainResult,
+    choose_on_validation,
+)
 
-COLUMN = MODALITY_COLUMN
 
+@dataclass(frozen=True, kw_only=True)
+class FitOptions:
+    """How ``fit`` trains; every field is also a ``biofuse fit`` flag."""
 
-@dataclass(frozen=True)
-class FitConfig:
-    fusion: str = "mil"
-    modalities: tuple[str, ...] = ("dna", "rna", "protein")
-    encoders: dict = field(default_factory=dict)  # modality -> encoder name or fingerprint id
-    head: str = "textcnn"
-    seed: int = 0
-    epochs: int = 500
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    optimizer: str = "adam"
-    patience: int = 20
-    lr_patience: int = 5
-    log1p: bool = False
-    entropy_weights: tuple[float, ...] = (0.0, 0.01, 0.1)
-    fusion_options: dict = field(default_factory=dict)
-    head_options: dict = field(default_factory=dict)
+    prefix = ""
+    fusion: str = option("mil", "Fusion method (see the list above).",
+                         choices=tuple(sorted(FUSIONS)))
+    modalities: tuple[str, ...] | None = option(
+        None, "Comma-separated subset of dna,rna,protein. Default: all three (protein for none).")
+    encoders: dict = option({}, "Modality -> encoder name or fingerprint id.", cli=False)
+    head: str = option("textcnn", "Prediction head.", choices=tuple(sorted(HEADS)))
+    seed: int = option(0, "Random seed (model initialisation and batch order).", min=0)
+    epochs: int = option(500, "Maximum number of epochs.", min=1)
+    batch_size: int = option(32, "Rows per batch.", min=1)
+    batch_tokens: int | None = option(
+        None, "Also cap a batch's padded positions (rows x longest row) at this many; long "
+        "sequences then train in smaller batches. Default: no cap.", min=1)
+    lr: float = option(1e-3, "Learning rate.", above=0, max=10)
+    weight_decay: float = option(0.0, "Weight decay.", min=0, max=10)
+    optimizer: str = option("adam", "Optimizer.", choices=("adam", "adamw"))
+    patience: int = option(20, "Early stopping: epochs without a better validation metric.",
+                           min=1)
+    lr_patience: int = option(5, "Epochs without progress before the learning rate drops.",
+                              min=0)
+    log1p: bool = option(False, "Regress log1p(target) (IsoFormer's expression).")
+    entropy_weights: tuple[float, ...] = option(
+        (0.0, 0.01, 0.1), "MIL: the entropy-regularisation weights tried, comma-separated; the "
+        "best on validation wins.")
+    threads: int | None = option(None, "Torch threads for training. Default: torch's own.",
+                                 min=1)
+    precision: str = option("fp32", "Compute precision of the fusion model: fp32, or bf16 "
+                            "autocast (matmuls and convolutions in bfloat16; several times "
+                            "faster on CPUs with AMX, see docs/fit.md).", choices=("fp32", "bf16"))
+    fusion_options: dict = option({}, "Options of the fusion method.", cli=False)
+    head_options: dict = option({}, "Options of the head.", cli=False)
 
     def __post_init__(self) -> None:
-        if self.fusion not in FUSIONS:
-            raise ConfigError(f"Unknown fusion {self.fusion!r}.",
-                              f"Use one of: {', '.join(sorted(FUSIONS))}.")
-        if self.head not in HEADS:
-            raise ConfigError(f"Unknown head {self.head!r}.",
-                              f"Use one of: {', '.join(sorted(HEADS))}.")
-        bad = [m for m in self.modalities if m not in COLUMN]
-        if bad or not self.modalities or len(set(self.modalities)) != len(self.modalities):
-            raise ConfigError(f"--modalities {','.join(self.modalities)} is not a set of "
-                              "dna, rna, protein.", "For example --modalities dna,rna,protein.")
-        if self.fusion == "none" and len(self.modalities) != 1:
+        check(self)
+        default = (Modality.PROTEIN,) if self.fusion == "none" else ALL
+        mods = parse_modalities(self.modalities) if self.modalities is not None else default
+        object.__setattr__(self, "modalities", mods)
+        if self.fusion == "none" and len(mods) != 1:
             raise ConfigError("--fusion none probes one modality.",
                               "Pass one modality, e.g. --modalities protein.")
-        if self.optimizer not in ("adam", "adamw"):
-            raise ConfigError(f"Unknown optimizer {self.optimizer!r}.", "Use adam or adamw.")
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ConfigError("--epochs, --batch-size and --lr must be positive.",
-                              "The defaults are 500, 32 and 0.001.")
+        encoders = {Modality.parse(m): str(e) for m, e in dict(self.encoders).items()}
+        object.__setattr__(self, "encoders", encoders)
+        weights = tuple(float(w) for w in self.entropy_weights)
+        if not weights or any(not math.isfinite(w) or w < 0 for w in weights):
+            raise ConfigError(f"--entropy-weights {','.join(map(str, weights))} must be "
+                              "non-negative numbers.", "For example --entropy-weights 0,0.01,0.1.")
+        object.__setattr__(self, "entropy_weights", weights)
+        self.fusion_config()  # validates the method's and the head's options now
+        self.head_config()
 
-    def encoder(self, modality: str) -> str:
-        return self.encoders.get(modality, DEFAULTS[modality])
+    def encoder(self, modality: Modality) -> str:
+        return self.encoders.get(modality, modality.default_encoder)
 
+    def fusion_config(self):
+        cls = FUSIONS[self.fusion]
+        return from_dict(cls.Options, self.fusion_options, cls.Options.prefix)
 
-# ------------------------------------------------------------------------ data on the grid
+    def head_config(self):
+        cls = HEADS[self.head]
+        return from_dict(cls.Options, self.head_options, cls.Options.prefix)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "modalities": [str(m) for m in self.modalities],
+                "encoders": {str(m): e for m, e in self.encoders.items()}}
+
 
 @dataclass
-class Tensors:
-    tables: dict[str, ModalityTable]
-    grid: torch.Tensor  # [N] codons per row
-    y: torch.Tensor  # [N, targets] float (standardised) or [N] long (classes)
-    fingerprints: dict[str, dict]
+class FitResult:
+    metrics: dict[str, Any]
+    run_dir: Path
+    interrupted: bool = False
+    model: FusionModel | None = field(default=None, repr=False)
 
 
-def load_tensors(ds: Dataset, cfg: FitConfig, cache_root, aligned: bool) -> Tensors:
-    cache = EmbeddingCache(cache_root)
-    frame = ds.frame
-    tables, fps = {}, {}
-    for m in cfg.modalities:
-        seqs = frame[COLUMN[m]].to_list()
-        if not any(seqs):
-            raise DataError(f"No row of {ds.spec.path} has a {m} sequence.",
-                            "Drop it from --modalities, or give the dataset an mRNA/CDS column "
-                            "from which it can be derived.")
-        keys = [sequence_key(s) for s in seqs if s]
-        hint = (f"biofuse extract {ds.spec.path} --modality {m} --model {cfg.encoder(m)} "
-                f"--cache {cache.root}")
-        store = find_store(cache, m, cfg.encoder(m), keys, hint)
-        nt = int(store.fingerprint.extra.get("nt_per_token", 3))
-        tables[m] = ModalityTable.load(store, seqs, pool=3 if aligned and nt == 1 else 1)
-        fps[m] = {"store": store.id, "fingerprint": store.fingerprint.to_dict()}
-    grid = torch.tensor([dogma.n_codons(len(r)) if r else (len(p) if p else 0)
-                         for r, p in zip(frame["mrna"].to_list(), frame["protein"].to_list())])
-    if aligned and int(grid.min()) == 0:
-        raise DataError("Some rows have neither an mRNA nor a protein, so they have no codon "
-                        "grid for an aligned fusion.",
-                        "Use --fusion seqconcat or isoformer, which need no grid.")
-    return Tensors(tables, grid, torch.empty(0), fps)
+def extract_command(spec: DataSpec, modality: Modality, encoder: str, cache_root) -> str:
+    """The `biofuse extract` command that computes what ``fit`` or ``predict`` needs: the same
+    table options, and for a fingerprint id, the encoder settings it records."""
+    args = ["biofuse", "extract", str(spec.path), "--modality", str(modality)]
+    try:
+        cache = EmbeddingCache(cache_root)
+        fp = cache.open_id(encoder).fingerprint if encoder in cache.fingerprint_ids() else None
+    except Exception:
+        fp = None
+    if fp is None:
+        args += ["--model", encoder]
+    else:
+        args += ["--model", fp.encoder or fp.model_id]
+        if fp.compute_dtype != "none":
+            policy, *rest = fp.long_policy.split(":")  # "window:<context>:<overlap>"
+            args += ["--layer", str(fp.layer), "--dtype", fp.compute_dtype, "--long", policy]
+            if policy == "window" and len(rest) == 2:
+                args += ["--window-overlap", rest[1]]
+    args += spec.cli_flags() + ["--cache", str(cache_root)]
+    return shlex.join(args)
 
 
-# ------------------------------------------------------------------------ targets
-
-@dataclass
-class Targets:
-    task: str
-    names: list[str]
-    classes: list[str] | None
-    mean: list[float] | None = None
-    std: list[float] | None = None
-    log1p: bool = False
-
-    def encode(self, y: np.ndarray) -> torch.Tensor:
-        if self.task == "classification":
-            return torch.from_numpy(y[:, 0].astype(np.int64))
-        y = np.log1p(y) if self.log1p else y
-        return torch.from_numpy(((y - np.array(self.mean)) / np.array(self.std)).astype(np.float32))
-
-    def decode(self, pred: np.ndarray) -> np.ndarray:
-        y = pred * np.array(self.std) + np.array(self.mean)
-        return np.expm1(y) if self.log1p else y
-
-
-def make_targets(ds: Dataset, cfg: FitConfig) -> Targets:
-    if not ds.label_names:
-        raise DataError(f"{ds.spec.path} has no label column, so there is nothing to fit.",
-                        "Name the target with --label-col.")
-    y = ds.labels()
-    train = (ds.frame["split"] == "train").to_numpy()
-    if ds.task == "classification":
-        return Targets("classification", list(ds.label_names), list(ds.classes))
-    if cfg.log1p and np.nanmin(y) <= -1:
-        raise DataError("--log1p needs targets above -1.", "Drop --log1p for these labels.")
-    yt = np.log1p(y[train]) if cfg.log1p else y[train]
-    mean, std = np.nanmean(yt, 0), np.nanstd(yt, 0)
-    return Targets("regression", list(ds.label_names), None, mean.tolist(),
-                   np.where(std > 0, std, 1.0).tolist(), cfg.log1p)
-
-
-# ------------------------------------------------------------------------ training loop
-
-def length_batches(rows: np.ndarray, grid: np.ndarray, size: int,
-                   rng: np.random.Generator | None) -> list[np.ndarray]:
-    """Batches of rows of similar length (little padding); shuffled order when ``rng``."""
-    order = rows[np.argsort(grid[rows], kind="stable")]
-    batches = [order[i:i + size] for i in range(0, len(order), size)]
+def length_batches(rows: np.ndarray, lengths: np.ndarray, size: int,
+                   rng: np.random.Generator | None, max_tokens: int | None = None
+                   ) -> list[np.ndarray]:
+    """Batches of rows of similar length (little padding), at most ``size`` rows and, with
+    ``max_tokens``, at most that many padded positions (a row longer than the budget goes
+    alone); shuffled order when ``rng``."""
+    order = rows[np.argsort(lengths[rows], kind="stable")]
+    budget = math.inf if max_tokens is None else max_tokens
+    batches, current = [], []
+    for r in order:  # ascending: the newest row is the longest, padded = rows x its length
+        if current and (len(current) == size or (len(current) + 1) * int(lengths[r]) > budget):
+            batches.append(np.array(current, dtype=rows.dtype))
+            current = []
+        current.append(r)
+    if current:
+        batches.append(np.array(current, dtype=rows.dtype))
     if rng is not None:
         batches = [batches[i] for i in rng.permutation(len(batches))]
     return batches
 
 
-def _forward(model: FusionModel, t: Tensors, rows: np.ndarray):
-    r = torch.from_numpy(rows)
-    feats, masks, present = {}, {}, {}
-    for m, table in t.tables.items():
-        feats[m], masks[m], present[m] = table.batch(r)
-    return model(feats, masks, present, t.grid[r])
+class _Training:
+    """The data side of one fit: inputs, targets, splits; makes batches, steps and scores."""
+
+    def __init__(self, inputs: ModelInputs, targets: Targets, y_raw: np.ndarray,
+                 splits: dict[str, np.ndarray], options: FitOptions, aligned: bool):
+        self.inputs, self.targets, self.y_raw, self.splits = inputs, targets, y_raw, splits
+        self.options = options
+        self.y = targets.encode(y_raw)
+        self.lengths = inputs.lengths(aligned)
+
+    def batches(self, rows: np.ndarray, rng: np.random.Generator | None) -> list[np.ndarray]:
+        o = self.options
+        return length_batches(rows, self.lengths, o.batch_size, rng, o.batch_tokens)
+
+    def step(self, model: FusionModel, rows: np.ndarray) -> tuple[torch.Tensor, int]:
+        with autocast(self.options.precision):
+            pred, fused = model(*self.inputs.batch(rows))
+        loss = self.targets.loss(pred.float(), self.y[torch.from_numpy(rows)])
+        if fused.aux_loss is not None:
+            loss = loss + fused.aux_loss.float()
+        return loss, len(rows)
+
+    def outputs(self, model: FusionModel, rows: np.ndarray):
+        return predict_rows(model, self.inputs, rows, self.batches(rows, None),
+                            precision=self.options.precision)
+
+    def score(self, model: FusionModel, rows: np.ndarray) -> float:
+        raw, _ = self.outputs(model, rows)
+        value = split_metrics(self.targets, self.y_raw[rows], raw).get(self.targets.metric)
+        return -math.inf if value is None or not math.isfinite(value) else value
 
 
-def _loss(pred: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
-    if task == "classification":
-        return torch.nn.functional.cross_entropy(pred, y, ignore_index=-1)
-    ok = ~torch.isnan(y)
-    return ((pred - torch.nan_to_num(y)) ** 2)[ok].mean()
+def fit(ds: Dataset, options: FitOptions, cache_root, out: str | Path,
+        echo=lambda s: None) -> FitResult:
+    """Train, select on validation, test once, and write the run directory ``out``.
 
-
-def predict_rows(model: FusionModel, t: Tensors, rows: np.ndarray, batch_size: int):
-    """Raw outputs [N, outputs] and per-row modality weights (MIL) for ``rows``, in order."""
-    model.eval()
-    outs, weights = [], {}
-    with torch.no_grad():
-        for b in range(0, len(rows), batch_size):
-            pred, fused = _forward(model, t, rows[b:b + batch_size])
-            outs.append(pred.numpy())
-            for m, w in fused.weights.items():
-                weights.setdefault(m, []).append(w.numpy())
-    out = np.concatenate(outs) if outs else np.zeros((0, 1))
-    return out, {m: np.concatenate(w) for m, w in weights.items()}
-
-
-def evaluate(model, t: Tensors, rows: np.ndarray, targets: Targets, y_raw: np.ndarray,
-             batch_size: int) -> tuple[dict, np.ndarray]:
-    out, _ = predict_rows(model, t, rows, batch_size)
-    if targets.task == "classification":
-        return classification_metrics(y_raw[rows, 0].astype(int), out.argmax(1),
-                                      len(targets.classes)), out
-    return regression_metrics(y_raw[rows], targets.decode(out), targets.names), out
-
-
-def selection_score(metrics: dict, task: str) -> float:
-    v = metrics["macro_f1" if task == "classification" else "spearman"]
-    return -math.inf if v is None or math.isnan(v) else v
-
-
-def train_one(model_cfg: ModelConfig, t: Tensors, targets: Targets, y_raw: np.ndarray,
-              splits: dict[str, np.ndarray], cfg: FitConfig, log: list[dict],
-              entropy_weight: float) -> tuple[FusionModel, dict, int]:
-    """Train one model; returns the best (by validation metric) model, its val metrics, epoch."""
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    model = FusionModel(model_cfg)
-    opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    opt = opt_cls(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", patience=cfg.lr_patience)
-    grid = t.grid.numpy()
-    best, best_state, best_epoch, best_val, stale = -math.inf, None, 0, {}, 0
-    val_rows = splits["val"] if len(splits["val"]) else splits["train"]
-    for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        total, n = 0.0, 0
-        start = time.perf_counter()
-        for rows in length_batches(splits["train"], grid, cfg.batch_size, rng):
-            pred, fused = _forward(model, t, rows)
-            loss = _loss(pred, t.y[torch.from_numpy(rows)], targets.task)
-            if fused.aux_loss is not None:
-                loss = loss + fused.aux_loss
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += loss.detach().item() * len(rows)
-            n += len(rows)
-        val, _ = evaluate(model, t, val_rows, targets, y_raw, cfg.batch_size)
-        score = selection_score(val, targets.task)
-        sched.step(score if math.isfinite(score) else -1e9)
-        log.append({"entropy_weight": entropy_weight, "epoch": epoch, "train_loss": total / n,
-                    "val_score": score, "lr": opt.param_groups[0]["lr"],
-                    "seconds": time.perf_counter() - start})
-        if score > best:
-            best, best_epoch, best_val, stale = score, epoch, val, 0
-            best_state = copy.deepcopy(model.state_dict())
-        else:
-            stale += 1
-            if stale >= cfg.patience:
-                break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    return model, best_val, best_epoch
-
-
-def fit(ds: Dataset, cfg: FitConfig, cache_root, out: Path, echo=lambda s: None) -> dict:
-    """Train, select, test once, and write the run directory; returns metrics.json's content."""
-    fusion_cls = FUSIONS[cfg.fusion]
+    Ctrl-C keeps the best model so far: the run directory is written with status
+    ``interrupted`` and the result says so.
+    """
+    o = options
+    run = RunDir(out)
+    run.prepare()
+    if o.threads:
+        torch.set_num_threads(o.threads)
+    echo(f"training on {torch.get_num_threads()} torch threads")
+    fusion_cls = FUSIONS[o.fusion]
     torch.use_deterministic_algorithms(True, warn_only=True)
-    t = load_tensors(ds, cfg, cache_root, fusion_cls.aligned)
-    targets = make_targets(ds, cfg)
-    y_raw = ds.labels()
-    t.y = targets.encode(y_raw)
+    targets = make_targets(ds, log1p=o.log1p)
+    encoders = {m: o.encoder(m) for m in o.modalities}
+    inputs = load_inputs(ds, encoders, cache_root, aligned=fusion_cls.aligned,
+                         extract_hint=lambda m, e: extract_command(ds.spec, m, e, cache_root))
     split = ds.frame["split"].to_numpy()
     splits = {s: np.flatnonzero(split == s) for s in ("train", "val", "test")}
     if not len(splits["train"]):
         raise DataError("The training split is empty.", "Check the split column or fractions.")
-    n_out = len(targets.classes) if targets.task == "classification" else len(targets.names)
-    model_cfg = ModelConfig(cfg.modalities, {m: t.tables[m].dim for m in cfg.modalities},
-                            {m: t.tables[m].nt_per_token for m in cfg.modalities}, cfg.fusion,
-                            cfg.head, n_out, dict(cfg.fusion_options), dict(cfg.head_options))
-    weights = cfg.entropy_weights if cfg.fusion == "mil" else (None,)
-    log: list[dict] = []
-    search, best = [], None
-    for w in weights:
-        mc = model_cfg if w is None else ModelConfig(**{
-            **model_cfg.__dict__, "fusion_options": {**model_cfg.fusion_options,
-                                                     "entropy_weight": w}})
-        model, val, epoch = train_one(mc, t, targets, y_raw, splits, cfg, log, w or 0.0)
-        score = selection_score(val, targets.task)
-        search.append({"entropy_weight": w, "val_score": score, "best_epoch": epoch})
-        echo(f"{cfg.fusion}" + (f" (entropy weight {w})" if w is not None else "")
-             + f": best validation {'macro-F1' if targets.task == 'classification' else 'Spearman'}"
-             f" {score:.4f} at epoch {epoch}")
-        if best is None or score > best[0]:
-            best = (score, model, mc, val, epoch, w)
-    _, model, model_cfg, val, epoch, chosen = best
-    test, _ = evaluate(model, t, splits["test"], targets, y_raw, cfg.batch_size) \
-        if len(splits["test"]) else ({}, None)
-    metrics = {"task": targets.task, "val": val, "test": test, "best_epoch": epoch,
-               "entropy_weight": chosen, "search": search if len(search) > 1 else None}
-    write_run(out, ds, cfg, model_cfg, model, t, targets, y_raw, metrics, log)
-    return metrics
+    if not len(splits["val"]):
+        echo("warning: the validation split is empty, so early stopping and model selection "
+             "use the training rows; give the table a split column with 'val' rows for an "
+             "honest selection")
+    work = _Training(inputs, targets, ds.labels(), splits, o, fusion_cls.aligned)
+    model_cfg = ModelConfig(tuple(str(m) for m in o.modalities),
+                            {str(m): inputs.tables[m].dim for m in o.modalities},
+                            {str(m): inputs.tables[m].nt_per_token for m in o.modalities},
+                            o.fusion, o.head, targets.n_outputs,
+                            asdict(o.fusion_config()), asdict(o.head_config()))
+    run.write_config({"data": asdict(ds.spec), "dataset_hash": ds.hash, "fit": o.to_dict(),
+                      "model": model_cfg.to_dict(), "encoders": inputs.fingerprints,
+                      "targets": asdict(targets)}, status="running")
+    search = fusion_cls.search  # (fusion option, fit option listing the candidates) or None
+    values = getattr(o, search[1]) if search else (None,)
+    val_rows = splits["val"] if len(splits["val"]) else splits["train"]
+
+    def train(value) -> TrainResult:
+        cfg = model_cfg if search is None else replace(
+            model_cfg, fusion_options={**model_cfg.fusion_options, search[0]: value})
+        torch.manual_seed(o.seed)
+        rng = np.random.default_rng(o.seed)
+        model = FusionModel(cfg)
+        opt_cls = torch.optim.AdamW if o.optimizer == "adamw" else torch.optim.Adam
+        opt = opt_cls(model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+        tags = {search[0]: value} if search else {}
+        trainer = Trainer(
+            model, opt, batches=lambda epoch: work.batches(splits["train"], rng),
+            step=work.step, validate=lambda m: work.score(m, val_rows), max_epochs=o.epochs,
+            tags=tags, callbacks=[EarlyStopping(o.patience), PlateauLR(opt, o.lr_patience),
+                                  CsvLog(run.log_path),
+                                  ProgressLine(echo, targets.metric, o.epochs)])
+        result = trainer.run()
+        echo(f"{o.fusion}" + "".join(f" ({k} {v})" for k, v in tags.items())
+             + f": best validation {targets.metric} {_fmt(result.best_score)} at epoch "
+             f"{result.best_epoch}" + (" (interrupted)" if result.interrupted else ""))
+        return result
+
+    best, choices = choose_on_validation(values, train)
+    model = best.result.model
+    interrupted = any(c.result.interrupted for c in choices)
+    raw, weights = work.outputs(model, np.arange(ds.frame.height))  # every row, once
+    metrics = {"task": targets.task,
+               "val": split_metrics(targets, work.y_raw[splits["val"]], raw[splits["val"]]),
+               "test": (split_metrics(targets, work.y_raw[splits["test"]], raw[splits["test"]])
+                        if len(splits["test"]) and not interrupted else {}),
+               "best_epoch": best.epoch,
+               "selected": {search[0]: best.value} if search else {},
+               "search": ([{search[0]: c.value, "val_score": _json_score(c.score),
+                            "best_epoch": c.epoch} for c in choices] if search else None),
+               "val_is_train": not len(splits["val"]),
+               "interrupted": interrupted}
+    if search:
+        metrics[search[0]] = best.value
+    ids, split_col = ds.frame["id"].to_list(), ds.frame["split"].to_list()
+    predictions = pl.DataFrame({"id": ids, "split": split_col} | targets.columns(raw, work.y_raw))
+    attention = (pl.DataFrame({"id": ids, "split": split_col}
+                              | {f"weight_{m}": w for m, w in weights.items()})
+                 if weights else None)
+    final_cfg = model.config
+    run.write_config({"data": asdict(ds.spec), "dataset_hash": ds.hash, "fit": o.to_dict(),
+                      "model": final_cfg.to_dict(), "encoders": inputs.fingerprints,
+                      "targets": asdict(targets)},
+                     status="interrupted" if interrupted else "complete")
+    run.write_results(model, metrics, predictions, attention)
+    return FitResult(metrics, run.path, interrupted, model)
 
 
-# ------------------------------------------------------------------------ the run directory
-
-def write_run(out: Path, ds: Dataset, cfg: FitConfig, model_cfg: ModelConfig, model, t: Tensors,
-              targets: Targets, y_raw: np.ndarray, metrics: dict, log: list[dict]) -> None:
-    import polars as pl
-
-    out.mkdir(parents=True, exist_ok=True)
-    config = {"biofuse_version": __version__, "data": asdict(ds.spec),
-              "dataset_hash": ds.hash, "fit": asdict(cfg), "model": model_cfg.to_dict(),
-              "encoders": t.fingerprints, "targets": asdict(targets)}
-    (out / "config.json").write_text(json.dumps(config, indent=2, default=str))
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    torch.save(model.state_dict(), out / "model.pt")
-    rows = np.arange(ds.frame.height)
-    raw, weights = predict_rows(model, t, rows, cfg.batch_size)
-    table = {"id": ds.frame["id"].to_list(), "split": ds.frame["split"].to_list()}
-    table.update(prediction_columns(raw, targets, y_raw))
-    pl.DataFrame(table).write_parquet(out / "predictions.parquet")
-    if weights:
-        pl.DataFrame({"id": table["id"], "split": table["split"]} |
-                     {f"weight_{m}": w for m, w in weights.items()}
-                     ).write_parquet(out / "attention.parquet")
-    pl.DataFrame(log).write_csv(out / "train_log.csv")
+def _fmt(v: float) -> str:
+    return f"{v:.4f}" if math.isfinite(v) else "undefined"
 
 
-def prediction_columns(raw: np.ndarray, targets: Targets, y_raw: np.ndarray | None) -> dict:
-    cols: dict = {}
-    if targets.task == "classification":
-        probs = torch.softmax(torch.from_numpy(raw), -1).numpy()
-        if y_raw is not None:
-            cols["y"] = [targets.classes[int(v)] if v >= 0 else None for v in y_raw[:, 0]]
-        cols["pred"] = [targets.classes[i] for i in raw.argmax(1)]
-        cols.update({f"prob_{c}": probs[:, i] for i, c in enumerate(targets.classes)})
-        return cols
-    pred = targets.decode(raw)
-    for j, name in enumerate(targets.names):
-        if y_raw is not None:
-            cols[f"y_{name}"] = y_raw[:, j]
-        cols[f"pred_{name}"] = pred[:, j]
-    return cols
+def _json_score(v: float) -> float | None:
+    return v if math.isfinite(v) else None

@@ -60,3 +60,62 @@ def classification_metrics(y: np.ndarray, pred: np.ndarray, n_classes: int) -> d
             f1s.append(2 * tp / (2 * tp + fp + fn))
     return {"n": int(len(y)), "accuracy": float((y == pred).mean()) if len(y) else float("nan"),
             "macro_f1": float(np.mean(f1s)) if f1s else float("nan")}
+
+
+def split_metrics(targets, y_raw: np.ndarray, raw: np.ndarray) -> dict:
+    """Metrics of one split from raw model outputs; {} for an empty split. A metric that cannot
+    be computed (fewer than two labelled rows, constant labels or predictions) is None, and
+    ``undefined`` says why, so metrics.json stays valid JSON and honest."""
+    if len(y_raw) == 0:
+        return {}
+    if targets.task == "classification":
+        out = classification_metrics(y_raw[:, 0].astype(int), raw.argmax(1), len(targets.classes))
+    else:
+        pred = targets.decode(raw)
+        out = regression_metrics(y_raw, pred, targets.names)
+        reason = _why_undefined(y_raw, pred)
+    undefined = [k for k, v in out.items() if isinstance(v, float) and np.isnan(v)]
+    for k in undefined:
+        out[k] = None
+    for m in out.get("per_target", {}).values():
+        for k, v in list(m.items()):
+            if isinstance(v, float) and np.isnan(v):
+                m[k] = None
+    if undefined:
+        out["undefined"] = {"metrics": undefined,
+                            "reason": reason if targets.task != "classification"
+                            else "no labelled rows"}
+    return out
+
+
+def _why_undefined(y: np.ndarray, pred: np.ndarray) -> str:
+    ok = ~np.isnan(y)
+    if ok.sum(0).min() < 2:
+        return "fewer than two labelled rows"
+    if any(np.ptp(y[ok[:, j], j]) == 0 for j in range(y.shape[1])):
+        return "the labels are constant"
+    if any(np.ptp(pred[ok[:, j], j]) == 0 for j in range(y.shape[1])):
+        return "the predictions are constant"
+    return "non-finite values"
+
+
+def format_metrics(metrics: dict, digits: int = 4) -> list[str]:
+    """One line per evaluated split: the main metrics, 'undefined' where they could not be
+    computed."""
+    def f(v):
+        return "undefined" if v is None else f"{v:.{digits}f}"
+
+    lines = []
+    for split in ("val", "test"):
+        m = metrics.get(split) or {}
+        if not m:
+            continue
+        if metrics["task"] == "classification":
+            lines.append(f"{split:5s} accuracy {f(m['accuracy'])}  macro-F1 {f(m['macro_f1'])}")
+        else:
+            lines.append(f"{split:5s} Spearman {f(m['spearman'])}  Pearson {f(m['pearson'])}  "
+                         f"R2 {f(m['r2'])}  MSE {f(m['mse'])}")
+        if m.get("undefined"):
+            lines.append(f"      ({', '.join(m['undefined']['metrics'])} undefined: "
+                         f"{m['undefined']['reason']})")
+    return lines

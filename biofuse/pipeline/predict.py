@@ -2,53 +2,61 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
 import polars as pl
-import torch
 
 from biofuse.errors import ConfigError
-from biofuse.fusion.model import FusionModel, ModelConfig
+from biofuse.modality import Modality
 from biofuse.pipeline.data import DataSpec, load_dataset
-from biofuse.pipeline.fit import FitConfig, Targets, load_tensors, predict_rows, prediction_columns
+from biofuse.pipeline.embeddings import load_inputs, predict_rows
+from biofuse.pipeline.fit import extract_command
+from biofuse.pipeline.rundir import RunDir
+
+#: file suffixes predictions can be written as
+FORMATS = (".parquet", ".csv")
 
 
-def load_run(run_dir: Path) -> dict:
-    path = Path(run_dir) / "config.json"
-    if not path.is_file() or not (Path(run_dir) / "model.pt").is_file():
-        raise ConfigError(f"{run_dir} is not a biofuse run directory (no config.json/model.pt).",
-                          "Pass the --out directory of a finished `biofuse fit`.")
-    return json.loads(path.read_text())
-
-
-def predict(run_dir: Path, data: str, cache_root, out: Path, spec_overrides: dict | None = None
-            ) -> int:
-    run = load_run(run_dir)
+def prediction_spec(run_config: dict, data: str | Path) -> DataSpec:
+    """The new table read the way the run's table was (same column mapping and ORF policy);
+    labels optional, no splits, every row kept."""
     known = {f.name for f in fields(DataSpec)}
     spec = DataSpec(**{k: (tuple(v) if isinstance(v, list) else v)
-                       for k, v in run["data"].items() if k in known})
-    # the new table: same column mapping, labels optional, every row predicted
-    spec = replace(spec, path=str(data), label_cols=(), labels=False, split_col=None,
-                   group_col=None, dedup="none", **(spec_overrides or {}))
-    ds = load_dataset(spec)
-    fit_cfg = run["fit"]
-    model_cfg = ModelConfig.from_dict(run["model"])
-    encoders = {m: info["store"] for m, info in run["encoders"].items()}
-    cfg = FitConfig(fusion=fit_cfg["fusion"], modalities=tuple(fit_cfg["modalities"]),
-                    encoders=encoders, head=fit_cfg["head"])
-    model = FusionModel(model_cfg)
-    model.load_state_dict(torch.load(Path(run_dir) / "model.pt", weights_only=True))
-    t = load_tensors(ds, cfg, cache_root, model.fusion.aligned)
-    targets = Targets(**run["targets"])
-    raw, _ = predict_rows(model, t, np.arange(ds.frame.height), fit_cfg["batch_size"])
-    table = {"id": ds.frame["id"].to_list()} | prediction_columns(raw, targets, None)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    frame = pl.DataFrame(table)
-    if out.suffix == ".csv":
-        frame.write_csv(out)
-    else:
-        frame.write_parquet(out)
-    return frame.height
+                       for k, v in run_config["data"].items() if k in known})
+    return replace(spec, path=str(data), label_cols=(), labels=False, split_col=None,
+                   group_col=None, dedup="none")
+
+
+def predict(run_dir: str | Path, data: str | Path, cache_root, out: str | Path | None = None
+            ) -> pl.DataFrame:
+    """Predictions of the run's model for every row of ``data``: ``id`` and ``pred_<target>``
+    (or ``pred`` and ``prob_<class>``). Written to ``out`` (.parquet or .csv) when given."""
+    out = Path(out) if out is not None else None
+    if out is not None and out.suffix.lower() not in FORMATS:
+        raise ConfigError(f"--out {out} has the suffix {out.suffix or '(none)'}; predictions are "
+                          "written as Parquet or CSV.", "Name the file .parquet or .csv.")
+    saved = RunDir(run_dir).load()
+    ds = load_dataset(prediction_spec(saved.config, data))
+    encoders = {Modality.parse(m): info["store"] for m, info in saved.config["encoders"].items()}
+    inputs = load_inputs(ds, encoders, cache_root, aligned=saved.model.fusion.aligned,
+                         extract_hint=lambda m, e: extract_command(ds.spec, m, e, cache_root))
+    for m, table in inputs.tables.items():
+        trained = saved.model_config.nt_per_token[str(m)]
+        if table.nt_per_token != trained:
+            raise ConfigError(f"The model in {run_dir} was trained on {m} tokens of {trained} "
+                              f"nucleotides, but its cache store holds {table.nt_per_token} "
+                              "(the run is from an older biofuse).",
+                              "Train the model again with `biofuse fit`.")
+    raw, _ = predict_rows(saved.model, inputs, np.arange(ds.frame.height),
+                          batch_size=saved.config["fit"]["batch_size"],
+                          precision=saved.config["fit"].get("precision", "fp32"))
+    frame = pl.DataFrame({"id": ds.frame["id"].to_list()} | saved.targets.columns(raw, None))
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix.lower() == ".csv":
+            frame.write_csv(out)
+        else:
+            frame.write_parquet(out)
+    return frame

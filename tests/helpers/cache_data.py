@@ -8,7 +8,7 @@ import numpy as np
 
 from biofuse.cache import Fingerprint, sequence_key
 
-FP = Fingerprint("test/encoder", revision="r1", layer=-1, dtype="float32")
+FP = Fingerprint("test/encoder", revision="r1", layer=-1, compute_dtype="fp32")
 
 
 def keys(n: int, offset: int = 0) -> list[str]:

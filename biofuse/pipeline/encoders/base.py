@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from biofuse.cache import Fingerprint
+from biofuse.cache.fingerprint import COMPUTE_DTYPES
+from biofuse.modality import Modality
 
-MODALITIES = ("protein", "dna", "rna")
-DTYPES = ("fp32", "bf16", "fp16")
+DTYPES = COMPUTE_DTYPES
 LONG_POLICIES = ("window", "truncate", "drop")
 
 
@@ -25,7 +26,7 @@ class EncoderInfo:
     """A registered encoder: what the CLI name stands for."""
 
     name: str
-    modality: str
+    modality: Modality
     family: str
     source: str  # hub id, or "builtin"
     dim: int
@@ -35,15 +36,21 @@ class EncoderInfo:
     extra: str | None = None  # the pip extra that provides its dependencies
     description: str = ""
 
+    @property
+    def model_id(self) -> str:
+        """The model identity recorded in fingerprints: the hub id or directory it loads, or
+        ``<name>-<modality>`` for a builtin without weights (one-hot)."""
+        return self.source if self.source != "builtin" else f"{self.name}-{self.modality}"
+
 
 @dataclass(frozen=True)
 class EncoderRequest:
     """Everything needed to build an encoder in any process (it is sent to Dask workers)."""
 
     model: str  # registered name, local directory, or hub id
-    modality: str
+    modality: Modality
     layer: int = -1
-    dtype: str = "fp32"
+    dtype: str = "fp32"  # compute dtype: fp32, bf16, fp16
     long_policy: str = "window"
     window_overlap: int = 64
     device: str = "cpu"
@@ -88,16 +95,16 @@ class Encoder:
     def fingerprint(self) -> Fingerprint:
         r = self.request
         long = {"policy": r.long_policy, "window": self.context,
-                "overlap": r.window_overlap if r.long_policy == "window" else 0}
-        return Fingerprint(model_id=self.info.source if self.info.source != "builtin"
-                           else self.info.name, revision=self.weights_id(),
-                           layer=self.resolved_layer(), dtype=r.dtype,
+                "overlap": min(r.window_overlap, self.context - 1) if r.long_policy == "window"
+                else 0}  # the overlap actually used (see extract.compute)
+        return Fingerprint(model_id=self.info.model_id, revision=self.weights_id(),
+                           layer=self.resolved_layer(), compute_dtype=r.dtype,
                            long_policy=f"{long['policy']}:{long['window']}:{long['overlap']}",
-                           tokenizer=self.tokenizer_settings, extra=self.fingerprint_extra())
+                           tokenizer=self.tokenizer_settings, **self.reader_fields())
 
-    def fingerprint_extra(self) -> dict:
-        """What a consumer of the cache needs to know: modality, dim, nucleotides per token."""
-        return {"modality": self.info.modality, "dim": self.info.dim,
+    def reader_fields(self) -> dict:
+        """The typed fingerprint fields a reader of the cache needs."""
+        return {"modality": str(self.info.modality), "dim": self.info.dim,
                 "nt_per_token": self.info.nt_per_token, "encoder": self.info.name}
 
     def resolved_layer(self) -> int:

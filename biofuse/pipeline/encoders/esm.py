@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from biofuse.modality import Modality
 from biofuse.pipeline.encoders.base import Encoder, EncoderInfo, EncoderRequest, torch_dtype
 from biofuse.pipeline.encoders.hub import (
     ModelError,
@@ -176,8 +177,8 @@ class EsmFamilyEncoder(Encoder):
         modality = info.modality if info else request.modality
         context = int(cfg.get("max_position_embeddings", 1026)) - 2
         self.info = info or EncoderInfo(
-            name=request.model, modality=modality, family="esm", source=str(source),
-            dim=int(cfg["hidden_size"]), n_layers=n_layers, nt_per_token=3 if modality == "protein"
+            name=str(source), modality=modality, family="esm", source=str(source),
+            dim=int(cfg["hidden_size"]), n_layers=n_layers, nt_per_token=3 if modality == Modality.PROTEIN
             else kmer, context=context, description="ESM-architecture model")
         self.info = EncoderInfo(**{**self.info.__dict__, "dim": int(cfg["hidden_size"]),
                                    "n_layers": n_layers})
@@ -187,11 +188,11 @@ class EsmFamilyEncoder(Encoder):
                              f"{n_layers} layers.", f"Use 0..{n_layers}, or -1 for the last.")
         self.revision = revision if revision != "local" else weights_hash(self.model_dir)
         special = _special_tokens(self.model_dir)
-        replace = {"*": "X"} if modality == "protein" else {}
+        replace = {"*": "X"} if modality == Modality.PROTEIN else {}
         self.tokenizer = KmerTokenizer(vocab, kmer, replace)
         # ESM-2 wraps a protein in <cls> ... <eos>; Nucleotide Transformer prepends <cls> only,
         # unless the model's own tokenizer files declare an end token.
-        default_eos = "<eos>" if modality == "protein" else None
+        default_eos = "<eos>" if modality == Modality.PROTEIN else None
         self.add_eos = (self.tokenizer.eos is not None
                         and special.get("eos_token", default_eos) is not None)
         self.tokenizer_settings = {"vocab_size": len(vocab), "k": kmer, "cls": True,

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from biofuse.modality import Modality
 from biofuse.pipeline.encoders.base import Encoder, EncoderInfo, EncoderRequest
 
-ALPHABETS = {"protein": "ACDEFGHIKLMNPQRSTVWYX*", "rna": "ACGUN", "dna": "ACGTN"}
-_UNKNOWN = {"protein": "X", "rna": "N", "dna": "N"}
+ALPHABETS = {Modality.PROTEIN: "ACDEFGHIKLMNPQRSTVWYX*", Modality.RNA: "ACGUN",
+             Modality.DNA: "ACGTN"}
+_UNKNOWN = {Modality.PROTEIN: "X", Modality.RNA: "N", Modality.DNA: "N"}
 
 INFOS = {m: EncoderInfo(name="onehot", modality=m, family="onehot", source="builtin",
-                        dim=len(a), n_layers=0, nt_per_token=3 if m == "protein" else 1,
+                        dim=len(a), n_layers=0, nt_per_token=3 if m == Modality.PROTEIN else 1,
                         context=1 << 30,
                         description=f"one-hot {m} baseline ({len(a)} features), no weights")
          for m, a in ALPHABETS.items()}
@@ -36,9 +38,9 @@ class OneHotEncoder(Encoder):
         """One-hot vectors depend on nothing but the alphabet: not on dtype, layer or windows."""
         from biofuse.cache import Fingerprint
 
-        return Fingerprint(model_id=f"onehot-{self.info.modality}", revision="none", layer=0,
-                           dtype="none", long_policy="none", tokenizer=self.tokenizer_settings,
-                           extra=self.fingerprint_extra())
+        return Fingerprint(model_id=self.info.model_id, revision="none", layer=0,
+                           compute_dtype="none", long_policy="none",
+                           tokenizer=self.tokenizer_settings, **self.reader_fields())
 
     def weights_id(self) -> str:
         return "none"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from biofuse.modality import Modality
 from biofuse.pipeline.encoders.base import Encoder, EncoderInfo, EncoderRequest, torch_dtype
 from biofuse.pipeline.encoders.hub import (
     ModelError,
@@ -37,7 +38,8 @@ class RnaFmEncoder(Encoder):
         self.model_dir, revision = resolve_model_dir(source)
         cfg = read_config(self.model_dir)
         n_layers = int(cfg.get("num_hidden_layers", 12))
-        base = info or EncoderInfo("rnafm", "rna", "rnafm", str(source), 640, 12, 1, 1022)
+        base = info or EncoderInfo(str(source), Modality.RNA, "rnafm", str(source), 640, 12, 1,
+                                   1022)
         self.info = EncoderInfo(**{**base.__dict__, "dim": int(cfg.get("hidden_size", 640)),
                                    "n_layers": n_layers,
                                    "context": int(cfg.get("max_position_embeddings", 1026)) - 2})

@@ -1,0 +1,182 @@
+"""`biofuse fit` on long coding sequences: seconds per epoch, peak memory, where the time goes.
+
+A synthetic table shaped like a transcriptome-wide expression set: ROWS coding sequences whose
+codon lengths are log-normal (median ~470, p95 ~1,500, capped at 5,600), split 70/15/15, embedded
+with the one-hot DNA/RNA/protein encoders, fused with `mil` (one entropy weight) and a TextCNN
+head. Every configuration trains one epoch in its own process (so peak memory is its own):
+
+  fp32             the defaults: float32, batches of 32 rows
+  fp32+budget      float32, batches also capped at --batch-tokens padded codons
+  bf16             --precision bf16 (autocast: matmuls and convolutions in bfloat16)
+  bf16+budget      both
+
+Time per stage (gathering batches from the cache, forward, backward, optimizer step) is measured
+over the whole epoch of the fp32 and bf16 runs; the top operators by self CPU time come from
+torch.profiler over a sample of batches spread across the length range.
+
+    python bench/fit_long.py --rows 7100 --out bench/results/fit_long.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+CONFIGS = {"fp32": ("fp32", None), "fp32+budget": ("fp32", "budget"),
+           "bf16": ("bf16", None), "bf16+budget": ("bf16", "budget")}
+
+
+def make_table(path: Path, rows: int, seed: int = 0) -> dict:
+    from biofuse.pipeline import dogma
+
+    rng = np.random.default_rng(seed)
+    sense = sorted(c for c, aa in dogma.genetic_code(1).codons.items()
+                   if "N" not in c and aa != "*")
+    lengths = np.clip(rng.lognormal(np.log(470), 0.705, rows), 25, 5600).astype(int)
+    lines = ["id,sequence,label,split"]
+    splits = rng.choice(["train", "val", "test"], rows, p=[0.7, 0.15, 0.15])
+    for i, n in enumerate(lengths):
+        codons = rng.choice(sense, n - 2)
+        cds = "AUG" + "".join(codons) + "UAA"
+        gc = (cds.count("G") + cds.count("C")) / len(cds)
+        label = 5 * gc + 0.1 * np.log(n) + rng.normal(0, 0.1)
+        lines.append(f"r{i},{cds},{label:.5f},{splits[i]}")
+    path.write_text("\n".join(lines) + "\n")
+    return {"rows": rows, "train_rows": int((splits == "train").sum()),
+            "codons_median": float(np.median(lengths)),
+            "codons_p95": float(np.percentile(lengths, 95)), "codons_max": int(lengths.max()),
+            "codons_total": int(lengths.sum())}
+
+
+def run_config(table: Path, cache: Path, precision: str, budget: int | None,
+               profile: bool) -> dict:
+    """One epoch of mil + TextCNN in this process; stage times, peak RSS."""
+    import torch
+
+    from biofuse import api
+    from biofuse.fusion.model import FusionModel, ModelConfig
+    from biofuse.modality import ALL
+    from biofuse.pipeline.embeddings import autocast, load_inputs
+    from biofuse.pipeline.fit import length_batches
+
+    torch.manual_seed(0)
+    ds = api.load_dataset(table)
+    t = time.perf_counter()
+    inputs = load_inputs(ds, {m: "onehot" for m in ALL}, cache, aligned=True,
+                         extract_hint=lambda m, e: "")
+    load_s = time.perf_counter() - t
+    rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    train = np.flatnonzero(ds.frame["split"].to_numpy() == "train")
+    y = torch.from_numpy(ds.labels()[:, 0].astype(np.float32))
+    cfg = ModelConfig(tuple(map(str, ALL)), {str(m): inputs.tables[m].dim for m in ALL},
+                      {str(m): inputs.tables[m].nt_per_token for m in ALL}, "mil", "textcnn", 1)
+    model = FusionModel(cfg)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    batches = length_batches(train, inputs.lengths(True), 32, np.random.default_rng(0), budget)
+    stages = {"gather": 0.0, "forward": 0.0, "backward": 0.0, "step": 0.0}
+    model.train()
+    start = time.perf_counter()
+    for rows in batches:
+        t0 = time.perf_counter()
+        x = inputs.batch(rows)
+        t1 = time.perf_counter()
+        with autocast(precision):
+            pred, fused = model(*x)
+        loss = ((pred.float()[:, 0] - y[torch.from_numpy(rows)]) ** 2).mean()
+        t2 = time.perf_counter()
+        opt.zero_grad()
+        loss.backward()
+        t3 = time.perf_counter()
+        opt.step()
+        t4 = time.perf_counter()
+        for k, a, b in (("gather", t0, t1), ("forward", t1, t2), ("backward", t2, t3),
+                        ("step", t3, t4)):
+            stages[k] += b - a
+    epoch_s = time.perf_counter() - start
+    out = {"precision": precision, "batch_tokens": budget, "batches": len(batches),
+           "epoch_s": epoch_s, "stages_s": stages, "load_cache_s": load_s,
+           "padded_codons": int(sum(len(b) * inputs.lengths(True)[b].max() for b in batches)),
+           "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+           "rss_after_load_mb": rss_loaded, "threads": torch.get_num_threads()}
+    if profile:
+        from torch.profiler import ProfilerActivity
+        from torch.profiler import profile as prof
+
+        order = sorted(batches, key=lambda b: inputs.lengths(True)[b].max())
+        sample = order[:: max(1, len(order) // 12)]
+        with prof(activities=[ProfilerActivity.CPU]) as p:
+            for rows in sample:
+                with autocast(precision):
+                    pred, _ = model(*inputs.batch(rows))
+                loss = ((pred.float()[:, 0] - y[torch.from_numpy(rows)]) ** 2).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        events = sorted(p.key_averages(), key=lambda e: -e.self_cpu_time_total)
+        total = sum(e.self_cpu_time_total for e in events)
+        out["profile_top_ops"] = [{"op": e.key, "self_share": e.self_cpu_time_total / total}
+                                  for e in events[:10]]
+    return out
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=7100)
+    ap.add_argument("--budget", type=int, default=16384, help="padded codons per batch")
+    ap.add_argument("--out", type=Path)
+    ap.add_argument("--configs", default=",".join(CONFIGS))
+    ap.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        table, cache, precision, budget, profile = args.child
+        res = run_config(Path(table), Path(cache), precision,
+                         None if budget == "none" else int(budget), profile == "1")
+        print(json.dumps(res))
+        return
+    from biofuse import api
+
+    work = Path(tempfile.mkdtemp())
+    try:
+        table = work / "long.csv"
+        result = {"table": make_table(table, args.rows)}
+        t = time.perf_counter()
+        api.extract(table, modality="all", model="onehot", cache=work / "cache", progress=False)
+        result["extract_s"] = time.perf_counter() - t
+        result["configs"] = {}
+        for name in args.configs.split(","):
+            precision, budget = CONFIGS[name]
+            b = str(args.budget) if budget else "none"
+            proc = subprocess.run(
+                [sys.executable, __file__, "--child", str(table), str(work / "cache"),
+                 precision, b, "1" if budget is None else "0"],
+                capture_output=True, text=True, check=True, cwd=ROOT)
+            result["configs"][name] = json.loads(proc.stdout.strip().splitlines()[-1])
+            c = result["configs"][name]
+            print(f"{name:12s} {c['epoch_s']:7.1f} s/epoch  peak {c['peak_rss_mb']:7.0f} MB  "
+                  f"{c['batches']} batches", flush=True)
+        base = result["configs"].get("fp32", {}).get("epoch_s")
+        if base:
+            result["speedup_vs_fp32"] = {k: base / v["epoch_s"]
+                                         for k, v in result["configs"].items()}
+        print(json.dumps(result, indent=2))
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(result, indent=2))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

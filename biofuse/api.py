@@ -1,0 +1,206 @@
+"""biofuse's Python API: one documented function per command, for notebooks and for the CLI.
+
+```python
+import biofuse
+
+ds = biofuse.load_dataset("mRFP_Expression.csv")                       # validate, map, split
+biofuse.extract(ds, modality="all", model="onehot", cache="cache")      # embed what is missing
+result = biofuse.fit(ds, fusion="mil", encoders={"dna": "onehot", "rna": "onehot",
+                     "protein": "onehot"}, cache="cache", out="runs/mil")
+result.metrics["test"]["spearman"]
+preds = biofuse.predict("runs/mil", "new.csv", cache="cache")           # a polars DataFrame
+emb = biofuse.embeddings(ds, modality="protein", encoder="onehot", cache="cache")
+emb.mean()                                                              # [rows, dim] numpy
+```
+
+Options are keyword arguments checked by the options dataclasses (``ExtractOptions``,
+``FitOptions``, each fusion's and head's ``Options``): a wrong name or an out-of-range value
+raises a :class:`biofuse.errors.ConfigError` naming it. The ``biofuse`` command line is a thin
+layer over exactly these functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from biofuse.cache import EmbeddingCache, Fingerprint, default_cache_dir, sequence_key
+from biofuse.modality import ALL, Modality
+from biofuse.options import from_dict
+from biofuse.pipeline.data import Dataset, DataSpec
+from biofuse.pipeline.data import load_dataset as _load
+from biofuse.pipeline.extract import ExtractOptions, Summary
+from biofuse.pipeline.fit import FitOptions, FitResult
+
+Echo = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def load_dataset(data: str | Path | DataSpec | Dataset, **spec: Any) -> Dataset:
+    """Read, validate and split a table (CSV, TSV, Parquet, FASTA; gzip too).
+
+    ``spec``: the fields of :class:`~biofuse.pipeline.data.DataSpec` (``sequence_col``,
+    ``label_cols``, ``split_col``, ``group_col``, ``orf``, ...), as in ``biofuse data inspect``.
+    ``ds.report`` says what was kept and dropped, and why.
+    """
+    if isinstance(data, Dataset):
+        if spec:
+            raise TypeError("load_dataset: pass spec options with a path, not a Dataset")
+        return data
+    if isinstance(data, DataSpec):
+        return _load(data if not spec else DataSpec(**{**data.__dict__, **spec}))
+    if "label_cols" in spec and isinstance(spec["label_cols"], str):
+        spec["label_cols"] = (spec["label_cols"],)
+    return _load(from_dict(DataSpec, {"path": str(data), **spec}))
+
+
+def _cache(cache: str | Path | None) -> str | Path:
+    return cache if cache is not None else default_cache_dir()
+
+
+def extract(data: str | Path | DataSpec | Dataset, *, modality: str = "protein",
+            cache: str | Path | None = None, progress: bool = True, echo: Echo = _quiet,
+            encoder=None, **options: Any) -> list[Summary]:
+    """Embed the dataset's sequences of ``modality`` (``dna``, ``rna``, ``protein`` or ``all``)
+    with a frozen encoder, computing only what the cache lacks. Returns one summary per
+    modality (sequences computed and cached, tokens/s, long sequences windowed...).
+
+    ``options``: the fields of :class:`~biofuse.pipeline.extract.ExtractOptions` (``model``,
+    ``layer``, ``dtype``, ``batch_tokens``, ``long_policy``, ``workers``, ...). ``encoder``: an
+    already-built encoder to reuse across calls. A KeyboardInterrupt stops after the current
+    batch; the summary says ``interrupted`` and finished embeddings are kept.
+    """
+    from biofuse.errors import ConfigError
+    from biofuse.pipeline.extract import extract as run
+
+    opts = from_dict(ExtractOptions, options)
+    if modality == "all":
+        if opts.model not in (None, "onehot"):
+            raise ConfigError(f"--modality all with --model {opts.model} is ambiguous: one model "
+                              "cannot embed DNA, RNA and protein.",
+                              "Run one extract per modality with its --model, or omit --model.")
+        modalities = ALL
+    else:
+        modalities = (Modality.parse(modality),)
+    ds = load_dataset(data)
+    summaries = []
+    for m in modalities:
+        summary = run(ds.frame[m.column].to_list(), opts.request(m), _cache(cache),
+                      batch_tokens=opts.resolved_batch_tokens(), workers=opts.workers,
+                      scheduler=opts.scheduler, progress=progress,
+                      commit_seconds=opts.commit_every, echo=echo, encoder=encoder)
+        summaries.append(summary)
+        if summary.interrupted:
+            break
+    return summaries
+
+
+def fit(data: str | Path | DataSpec | Dataset, *, out: str | Path,
+        cache: str | Path | None = None, echo: Echo = _quiet, **options: Any) -> FitResult:
+    """Train a fusion model on the cached embeddings of the dataset and write the run
+    directory ``out`` (config, metrics, predictions, MIL weights, model, training log).
+
+    ``options``: the fields of :class:`~biofuse.pipeline.fit.FitOptions` (``fusion``,
+    ``modalities``, ``encoders`` as {modality: encoder name or fingerprint id}, ``head``,
+    ``seed``, ``epochs``, ``lr``, ``fusion_options``, ``head_options``, ...). ``echo`` receives
+    progress lines (one per epoch or every few seconds). Returns the metrics and the run
+    directory; ``interrupted`` is True when Ctrl-C stopped training (the best model so far is
+    saved).
+    """
+    from biofuse.pipeline.fit import fit as run
+
+    return run(load_dataset(data), from_dict(FitOptions, options), _cache(cache), Path(out),
+               echo=echo)
+
+
+def predict(run_dir: str | Path, data: str | Path, *, cache: str | Path | None = None,
+            out: str | Path | None = None):
+    """Score every row of the table ``data`` with the model of ``run_dir`` (read the way the
+    run's table was read); returns a polars DataFrame (id, pred_<target> or pred/prob_<class>)
+    and writes it to ``out`` (.parquet or .csv) when given. The rows' embeddings must be in the
+    cache: the error names the `biofuse extract` command that computes them."""
+    from biofuse.pipeline.predict import predict as run
+
+    return run(run_dir, data, _cache(cache), out)
+
+
+@dataclass
+class Embeddings:
+    """Per-token embeddings of one modality for every row of a dataset."""
+
+    ids: list[str]
+    arrays: list[np.ndarray | None]  # [tokens, dim] per row; None where a row lacks the modality
+    fingerprint: Fingerprint
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def mean(self) -> np.ndarray:
+        """Mean over tokens: [rows, dim] float32 (NaN rows where the modality is absent), ready
+        for scikit-learn."""
+        dim = self.fingerprint.dim
+        return np.stack([a.astype(np.float32).mean(0) if a is not None and len(a)
+                         else np.full(dim, np.nan, np.float32) for a in self.arrays])
+
+    def padded(self):
+        """A torch tensor [rows, max tokens, dim] (float32, zero padding) and its bool mask."""
+        import torch
+
+        lengths = [0 if a is None else len(a) for a in self.arrays]
+        out = torch.zeros(len(self.arrays), max(lengths, default=0), self.fingerprint.dim)
+        for i, a in enumerate(self.arrays):
+            if a is not None:
+                out[i, :len(a)] = torch.from_numpy(a.astype(np.float32))
+        mask = torch.arange(out.shape[1])[None, :] < torch.tensor(lengths)[:, None]
+        return out, mask
+
+
+def embeddings(data: str | Path | DataSpec | Dataset, *, modality: str, encoder: str | None = None,
+               cache: str | Path | None = None, dtype: str = "float32") -> Embeddings:
+    """Read the cached embeddings of ``modality`` for every row of the dataset, in the encoder's
+    own tokens. ``encoder``: registered name, model directory or fingerprint id (default: the
+    modality's default encoder)."""
+    from biofuse.pipeline.embeddings import find_store
+    from biofuse.pipeline.fit import extract_command
+
+    ds = load_dataset(data)
+    m = Modality.parse(modality)
+    encoder = encoder or m.default_encoder
+    seqs = ds.frame[m.column].to_list()
+    keys = [sequence_key(s) for s in seqs if s]
+    root = _cache(cache)
+    store = find_store(EmbeddingCache(root), m, encoder, keys,
+                       extract_command(ds.spec, m, encoder, root))
+    ragged = store.load(keys, dtype=dtype)
+    it = iter(range(len(keys)))
+    arrays = [ragged[next(it)] if s else None for s in seqs]
+    return Embeddings(ds.frame["id"].to_list(), arrays, store.fingerprint)
+
+
+def demo(*, data: str | Path | None = None, out: str | Path = "biofuse-demo", epochs: int = 150,
+         echo: Echo = print) -> FitResult:
+    """biofuse end to end on a small table, on the CPU, offline: validate, extract one-hot
+    DNA/RNA/protein embeddings into ``out/cache``, train gated-attention MIL fusion into
+    ``out/run``. Default table: the shipped synthetic example."""
+    from biofuse.examples import EXAMPLE_CSV
+
+    ds = (load_dataset(data) if data is not None
+          else load_dataset(EXAMPLE_CSV, label_cols=("expression",)))
+    r = ds.report
+    echo(f"1/3 data: {r.rows_kept} of {r.rows_read} rows kept, splits "
+         + ", ".join(f"{k} {v}" for k, v in r.split_sizes.items())
+         + f" ({r.split_source}); `biofuse data inspect` shows the full report")
+    out = Path(out)
+    for s in extract(ds, modality="all", model="onehot", cache=out / "cache", progress=False):
+        echo(f"2/3 extract {s.modality:7s}: {s.counts.computed} computed, {s.cached} cached "
+             f"(one-hot; real encoders: `biofuse extract --model esm2_t6_8M` ...)")
+    return fit(ds, out=out / "run", cache=out / "cache", fusion="mil",
+               encoders={m: "onehot" for m in ALL}, epochs=epochs, entropy_weights=(0.0, 0.1),
+               lr=3e-3, echo=lambda s: echo(f"3/3 fit {s}"))

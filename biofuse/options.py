@@ -1,0 +1,130 @@
+"""Options dataclasses: one field per option, with its help text, command-line flag and range.
+
+Every configurable component (extract, fit, each fusion method and head) declares its options as
+a frozen, keyword-only dataclass whose fields are made with :func:`option`. The same declaration
+gives the Python API its defaults and checks (``check`` in ``__post_init__``) and the command
+line its flags (``biofuse.cli`` builds click options from the fields), so an option exists in one
+place only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from dataclasses import MISSING, Field
+from typing import Any
+
+from biofuse.errors import ConfigError
+
+
+def option(default: Any = MISSING, help: str = "", *, flag: str | None = None,
+           min: float | None = None, max: float | None = None, above: float | None = None,
+           choices: tuple[str, ...] | None = None, cli: bool = True) -> Any:
+    """A dataclass field that is an option.
+
+    ``flag``: the command-line flag (default ``--<prefix><name>`` with dashes); ``min``/``max``:
+    inclusive bounds, ``above``: exclusive lower bound; ``choices``: allowed strings; ``cli``:
+    False for options only the Python API sets. Numbers must also be finite.
+    """
+    meta = {"help": help, "flag": flag, "min": min, "max": max, "above": above,
+            "choices": choices, "cli": cli}
+    if isinstance(default, (list, dict, set)):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def flag_name(f: Field, prefix: str = "") -> str:
+    return f.metadata.get("flag") or f"--{prefix}{f.name.replace('_', '-')}"
+
+
+def option_fields(cls) -> list[Field]:
+    return [f for f in dataclasses.fields(cls) if "help" in f.metadata]
+
+
+def _resolved_types(obj) -> dict[str, Any]:
+    return typing.get_type_hints(type(obj))
+
+
+def check(obj, prefix: str = "") -> None:
+    """Validate every option of ``obj`` against its declared range, type and choices; raise one
+    :class:`ConfigError` naming the flag, the value and what is allowed."""
+    hints = _resolved_types(obj)
+    for f in option_fields(obj):
+        value = getattr(obj, f.name)
+        flag = flag_name(f, prefix)
+        kind = hints.get(f.name)
+        if value is None:
+            continue
+        base = _base_type(kind)
+        if base is bool:
+            if not isinstance(value, bool):
+                raise ConfigError(f"{flag} {value!r} is not true or false.", "Use true or false.")
+            continue
+        if base in (int, float):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"{flag} {value!r} is not a number.",
+                                  f"Give {flag} a number{_range_text(f)}.")
+            if base is int and not float(value).is_integer():
+                raise ConfigError(f"{flag} {value!r} is not a whole number.",
+                                  f"Give {flag} a whole number{_range_text(f)}.")
+            if not math.isfinite(value) or not _in_range(f, value):
+                raise ConfigError(f"{flag} {value!r} is out of range.",
+                                  f"Give {flag} a finite number{_range_text(f)}; the default "
+                                  f"is {_default_text(f)}.")
+        choices = f.metadata.get("choices")
+        if choices and value not in choices:
+            raise ConfigError(f"{flag} {value!r} is not one of {', '.join(choices)}.",
+                              f"Use one of: {', '.join(choices)}.")
+
+
+def _base_type(kind) -> Any:
+    """int for ``int``, ``int | None``; tuple for ``tuple[int, ...]``; else the type itself."""
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    if typing.get_origin(kind) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return _base_type(args[0]) if len(args) == 1 else kind
+    return typing.get_origin(kind) or kind
+
+
+def _in_range(f: Field, value: float) -> bool:
+    lo, hi, above = f.metadata.get("min"), f.metadata.get("max"), f.metadata.get("above")
+    return ((lo is None or value >= lo) and (hi is None or value <= hi)
+            and (above is None or value > above))
+
+
+def _range_text(f: Field) -> str:
+    lo, hi, above = f.metadata.get("min"), f.metadata.get("max"), f.metadata.get("above")
+    parts = []
+    if above is not None:
+        parts.append(f"above {above:g}")
+    if lo is not None:
+        parts.append(f"at least {lo:g}")
+    if hi is not None:
+        parts.append(f"at most {hi:g}")
+    return (" " + " and ".join(parts)) if parts else ""
+
+
+def _default_text(f: Field) -> str:
+    return "unset" if f.default is MISSING or f.default is None else repr(f.default)
+
+
+def option_values(obj) -> dict[str, Any]:
+    """The options of ``obj`` as a plain dict (JSON-ready: tuples become lists)."""
+    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+
+
+def from_dict(cls, values: dict[str, Any] | None, prefix: str = ""):
+    """Build ``cls`` from a dict, naming unknown keys (with the flags that exist) as a ConfigError;
+    lists become tuples where the field is a tuple."""
+    values = dict(values or {})
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = [k for k in values if k not in known]
+    if unknown:
+        flags = ", ".join(flag_name(f, prefix) for f in option_fields(cls)) or "none"
+        raise ConfigError(f"Unknown option(s) {', '.join(unknown)} for {prefix.rstrip('-') or cls.__name__}.",
+                          f"Its options are: {flags}.")
+    hints = typing.get_type_hints(cls)
+    for k, v in values.items():
+        if isinstance(v, list) and _base_type(hints.get(k)) is tuple:
+            values[k] = tuple(v)
+    return cls(**values)

@@ -1,0 +1,111 @@
+"""The run directory: everything needed to reproduce, audit and reuse one trained model.
+
+```
+RUNDIR/config.json          biofuse version, data spec, dataset hash, fit options, model config,
+                            encoder fingerprints, targets; "status": running | complete | interrupted
+RUNDIR/train_log.csv        one row per epoch, appended while training runs
+RUNDIR/metrics.json         validation and test metrics, the chosen hyper-parameters
+RUNDIR/predictions.parquet  id, split, labels and predictions for every row
+RUNDIR/attention.parquet    per-row modality weights (MIL)
+RUNDIR/model.pt             the model's state dict (loaded with weights_only=True)
+```
+
+``fit`` writes it (and ``finetune`` will), ``predict`` reads it; nothing else knows the layout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import torch
+
+from biofuse import __version__
+from biofuse.errors import ConfigError
+from biofuse.fusion.model import FusionModel, ModelConfig
+from biofuse.pipeline.targets import Targets
+
+CONFIG, METRICS, LOG, MODEL = "config.json", "metrics.json", "train_log.csv", "model.pt"
+PREDICTIONS, ATTENTION = "predictions.parquet", "attention.parquet"
+
+
+class RunDir:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / LOG
+
+    def prepare(self) -> None:
+        """Create the directory and prove it is writable before any training; an earlier
+        run's log is replaced, so the log always describes this run."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            probe = self.path / f".biofuse-write-test-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise ConfigError(f"The run directory {self.path} cannot be written ({exc.strerror}).",
+                              "Pass an --out directory on a writable filesystem.") from None
+        self.log_path.unlink(missing_ok=True)
+
+    def write_config(self, config: dict[str, Any], status: str) -> None:
+        doc = {"biofuse_version": __version__, "status": status, **config}
+        _write_json(self.path / CONFIG, doc)
+
+    def set_status(self, status: str) -> None:
+        doc = json.loads((self.path / CONFIG).read_text())
+        doc["status"] = status
+        _write_json(self.path / CONFIG, doc)
+
+    def write_results(self, model: torch.nn.Module, metrics: dict, predictions: pl.DataFrame,
+                      attention: pl.DataFrame | None) -> None:
+        _write_json(self.path / METRICS, metrics)
+        torch.save(model.state_dict(), self.path / MODEL)
+        predictions.write_parquet(self.path / PREDICTIONS)
+        if attention is not None:
+            attention.write_parquet(self.path / ATTENTION)
+
+    def load(self) -> SavedRun:
+        """The saved run: its config, targets and model (weights loaded safely)."""
+        config_path, model_path = self.path / CONFIG, self.path / MODEL
+        if not config_path.is_file() or not model_path.is_file():
+            raise ConfigError(f"{self.path} is not a biofuse run directory (no {CONFIG}/{MODEL}).",
+                              "Pass the --out directory of a finished `biofuse fit`.")
+        try:
+            config = json.loads(config_path.read_text())
+            model_cfg = ModelConfig.from_dict(config["model"])
+            targets = Targets(**config["targets"])
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ConfigError(f"{config_path} is damaged or from an incompatible biofuse "
+                              f"({type(exc).__name__}: {exc}).",
+                              "Train the model again with `biofuse fit`.") from None
+        model = FusionModel(model_cfg)
+        try:
+            model.load_state_dict(torch.load(model_path, weights_only=True))
+        except Exception as exc:  # pickles, truncation, shape mismatch
+            raise ConfigError(f"{model_path} cannot be loaded as biofuse model weights "
+                              f"({type(exc).__name__}).",
+                              "biofuse loads only plain tensor state dicts written by `biofuse "
+                              "fit`; train the model again.") from None
+        return SavedRun(self.path, config, model_cfg, targets, model)
+
+
+@dataclass
+class SavedRun:
+    path: Path
+    config: dict[str, Any]
+    model_config: ModelConfig
+    targets: Targets
+    model: FusionModel
+
+
+def _write_json(path: Path, doc: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(doc, indent=2, default=str))
+    os.replace(tmp, path)
