@@ -18,7 +18,7 @@ from biofuse.heads.base import masked_mean  # noqa: F401  (re-exported for fusio
 
 @dataclass
 class FusionOutput:
-    x: torch.Tensor  # [B, T, out_dim]
+    x: torch.Tensor  # [B, T, out_dim], exactly zero where mask is False
     mask: torch.Tensor  # [B, T] bool
     aux_loss: torch.Tensor | None = None  # added to the task loss (MIL's entropy term)
     weights: dict[str, torch.Tensor] = field(default_factory=dict)  # per-sample, for audit

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from biofuse.fusion.base import Fusion, FusionOutput, masked_mean
+from biofuse.fusion.base import Fusion, FusionOutput
 from biofuse.options import check, option
 
 
@@ -66,22 +66,31 @@ class GatedAttentionMIL(Fusion):
     def forward(self, feats, masks, present):
         hs, scores = [], []
         for m in self.modalities:
-            h = torch.tanh(self.proj[m](feats[m])) * masks[m][..., None]  # [B, G, dim]
-            summary = h if self.token_level else masked_mean(h, masks[m])  # [B, (G,) dim]
+            h = torch.tanh(self.proj[m](feats[m]))  # [B, G, dim]; padding is weighted 0 below
+            if self.token_level:
+                summary = h  # [B, G, dim]
+            else:  # masked mean over codons, as one batched matmul: [B, 1, G] @ [B, G, dim]
+                w = masks[m].to(h.dtype)
+                summary = torch.bmm(w[:, None, :], h).squeeze(1) / w.sum(1, keepdim=True).clamp(min=1)
             gate = torch.tanh(self.V[m](summary)) * torch.sigmoid(self.U[m](summary))
-            score = self.w(gate).squeeze(-1) / self.tau()  # [B] or [B, G]
+            score = self.w(gate).squeeze(-1).float() / self.tau()  # [B] or [B, G]
             avail = present[m] if not self.token_level else masks[m] & present[m][:, None]
             scores.append(score.masked_fill(~avail, float("-inf")))
             hs.append(h)
         s = torch.stack(scores, dim=-1)  # [B, (G,) M]
         none = torch.isinf(s).all(-1, keepdim=True)  # rows/positions with no modality at all
         alpha = torch.softmax(s.masked_fill(none, 0.0), dim=-1).masked_fill(none, 0.0)
-        a = alpha if self.token_level else alpha[:, None, :]  # [B, G|1, M]
-        fused = (torch.stack(hs, dim=-1) * a[:, :, None, :]).sum(-1)  # [B, G, dim]
+        # fused = sum_m alpha_m * mask_m * H_m: one multiply-add pass over H per modality (the
+        # [B, G, dim] tensors dominate the cost; no stacked [B, G, dim, M] copy)
+        fused = None
+        for i, (m, h) in enumerate(zip(self.modalities, hs)):
+            a = alpha[..., i] if self.token_level else alpha[:, i, None]  # [B, G] or [B, 1]
+            w = (a * masks[m])[..., None].to(h.dtype)  # [B, G, 1]
+            fused = h * w if fused is None else torch.addcmul(fused, h, w)
         mask = torch.stack([masks[m] & present[m][:, None] for m in self.modalities]).any(0)
         entropy = -(alpha * alpha.clamp(min=1e-12).log()).sum(-1)
         aux = self.entropy_weight * entropy.mean() if self.entropy_weight else None
         weights = alpha if not self.token_level else (
             (alpha * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1))
-        return FusionOutput(fused * mask[..., None], mask, aux,
+        return FusionOutput(fused, mask, aux,
                             {m: weights[:, i] for i, m in enumerate(self.modalities)})

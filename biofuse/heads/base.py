@@ -16,6 +16,9 @@ class NoOptions:
 
 
 class Head(nn.Module):
+    """``forward(x, mask)``: x [B, T, D] is exactly zero at padded positions (every fusion
+    method guarantees it, so heads need not re-mask their input); mask [B, T]."""
+
     #: the head's options (frozen dataclass of ``biofuse.options.option`` fields)
     Options: type = NoOptions
 

@@ -48,13 +48,12 @@ class TextCNN(Head):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if self.proj is not None:
-            x = self.proj(x)
-        x = x * mask[..., None]  # padded positions are exactly zero
+            x = self.proj(x) * mask[..., None]  # padded positions back to exactly zero
         k_max = max(self.kernels)
         if x.shape[1] < k_max:  # room for one window of the widest kernel
             x = nn.functional.pad(x, (0, 0, 0, k_max - x.shape[1]))
         lengths = mask.sum(1)  # [B]
-        xt = x.transpose(1, 2)  # [B, D, T]
+        xt = x.transpose(1, 2).contiguous()  # [B, D, T], one copy shared by every kernel
         pooled = []
         for k, conv in zip(self.kernels, self.convs):
             y = torch.relu(conv(xt)).transpose(1, 2)  # [B, T-k+1, C]

@@ -58,8 +58,9 @@ class FitOptions:
     epochs: int = option(500, "Maximum number of epochs.", min=1)
     batch_size: int = option(32, "Rows per batch.", min=1)
     batch_tokens: int | None = option(
-        None, "Also cap a batch's padded positions (rows x longest row) at this many; long "
-        "sequences then train in smaller batches. Default: no cap.", min=1)
+        16384, "Also cap a batch's padded positions (rows x longest row) at this many, so long "
+        "sequences train in smaller batches: less memory, and faster (docs/fit.md). Rows "
+        "shorter than this / --batch-size are unaffected.", min=1)
     lr: float = option(1e-3, "Learning rate.", above=0, max=10)
     weight_decay: float = option(0.0, "Weight decay.", min=0, max=10)
     optimizer: str = option("adam", "Optimizer.", choices=("adam", "adamw"))
