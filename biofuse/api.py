@@ -65,7 +65,7 @@ def _cache(cache: str | Path | None) -> str | Path:
     return cache if cache is not None else default_cache_dir()
 
 
-def extract(data: str | Path | DataSpec | Dataset, *, modality: str = "protein",
+def extract(data: str | Path | DataSpec | Dataset, *, modality: str = Modality.PROTEIN,
             cache: str | Path | None = None, progress: bool = True, echo: Echo = _quiet,
             encoder=None, **options: Any) -> list[Summary]:
     """Embed the dataset's sequences of ``modality`` (``dna``, ``rna``, ``protein`` or ``all``)

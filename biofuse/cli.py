@@ -204,7 +204,7 @@ def _values(cls, kwargs: dict, *, dest=lambda f: f.name, given_only: bool = Fals
         if not f.metadata.get("cli", True) or dest(f) not in kwargs:
             continue
         value = kwargs.pop(dest(f))
-        if given_only and value in (None, False):
+        if given_only and (value is None or value is False):
             continue
         if isinstance(value, str) and _base_type(hints[f.name]) is tuple:
             hint = hints[f.name]

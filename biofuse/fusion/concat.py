@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from biofuse.fusion.base import Fusion, FusionOutput
+from biofuse.modality import Modality
 from biofuse.options import check, option
 
 
@@ -26,14 +27,15 @@ class ConcatFusion(Fusion):
 
     def __init__(self, dims: dict[str, int], *, dna_dim: int = 128):
         super().__init__(dims)
-        self.dna_mlp = (nn.Sequential(nn.Linear(dims["dna"], dna_dim), nn.ReLU(),
-                                      nn.Linear(dna_dim, dna_dim)) if "dna" in dims else None)
-        self.out_dim = sum(dna_dim if m == "dna" else dims[m] for m in self.modalities)
+        dna = Modality.DNA
+        self.dna_mlp = (nn.Sequential(nn.Linear(dims[dna], dna_dim), nn.ReLU(),
+                                      nn.Linear(dna_dim, dna_dim)) if dna in dims else None)
+        self.out_dim = sum(dna_dim if m == dna else dims[m] for m in self.modalities)
 
     def forward(self, feats, masks, present):
         parts = []
         for m in self.modalities:
-            x = self.dna_mlp(feats[m]) if m == "dna" else feats[m]  # [B, G, D_m]
+            x = self.dna_mlp(feats[m]) if m == Modality.DNA else feats[m]  # [B, G, D_m]
             parts.append(x * (masks[m] & present[m][:, None])[..., None])
         mask = torch.stack([masks[m] & present[m][:, None] for m in self.modalities]).any(0)
         return FusionOutput(torch.cat(parts, dim=-1), mask)

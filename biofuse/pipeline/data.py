@@ -30,7 +30,8 @@ from biofuse.pipeline.tables import read_table
 TASKS = ("auto", "regression", "classification")
 #: the sequence columns of a dataset frame, one per modality (``Modality.column``), in the order
 #: of the frame (which enters the dataset hash)
-MODALITIES = tuple(m.column for m in (Modality.RNA, Modality.DNA, Modality.PROTEIN))
+_RNA, _DNA, _PROTEIN = Modality.RNA.column, Modality.DNA.column, Modality.PROTEIN.column
+MODALITIES = (_RNA, _DNA, _PROTEIN)
 MISSING_LABELS = {"", "na", "nan", "null", "none", "n/a", "?"}
 #: integer labels with at most this many distinct values are read as classes
 MAX_INFERRED_CLASSES = 10
@@ -134,7 +135,7 @@ def load_dataset(spec: DataSpec) -> Dataset:
     split_of = _splits(table, cols, spec, report, keep, groups)
 
     rows = np.flatnonzero(keep)
-    inputs = [(seqs["mrna"][i], seqs["dna"][i], seqs["protein"][i]) for i in rows]
+    inputs = [(seqs[_RNA][i], seqs[_DNA][i], seqs[_PROTEIN][i]) for i in rows]
     kept_splits = [split_of[i] for i in rows]
     _report_duplicates(inputs, kept_splits, [ids[i] for i in rows], report)
     for j in splits.dedup_rows(inputs, kept_splits, spec.dedup):
@@ -182,7 +183,7 @@ def _sequences(table: pl.DataFrame, cols: ColumnMap, spec: DataSpec, report: Rep
     """Normalise every modality, apply the ORF policy, derive what can be derived."""
     n = table.height
     raw = {m: (table[c].cast(pl.String).to_list() if c else [None] * n)
-           for m, c in (("mrna", cols.sequence), ("dna", cols.dna), ("protein", cols.protein))}
+           for m, c in ((_RNA, cols.sequence), (_DNA, cols.dna), (_PROTEIN, cols.protein))}
     out: dict[str, list[str | None]] = {m: [None] * n for m in MODALITIES}
     fixes: Counter[str] = Counter()
     notes: Counter[str] = Counter()
@@ -193,7 +194,7 @@ def _sequences(table: pl.DataFrame, cols: ColumnMap, spec: DataSpec, report: Rep
             report.drop("invalid character", i, exc.problem)
             keep[i] = False
             continue
-        mrna, dna, protein = values["mrna"], values["dna"], values["protein"]
+        mrna, dna, protein = values[_RNA], values[_DNA], values[_PROTEIN]
         if mrna:
             try:
                 view = dogma.apply_orf_policy(mrna, spec.orf, spec.genetic_code)
@@ -213,7 +214,7 @@ def _sequences(table: pl.DataFrame, cols: ColumnMap, spec: DataSpec, report: Rep
             report.drop("empty sequence", i)
             keep[i] = False
             continue
-        out["mrna"][i], out["dna"][i], out["protein"][i] = mrna, dna, protein
+        out[_RNA][i], out[_DNA][i], out[_PROTEIN][i] = mrna, dna, protein
     report.normalised = dict(fixes)
     report.coding_notes = dict(notes)
     return out
@@ -229,14 +230,14 @@ def _normalise(modality: str, value: str | None, fixes: Counter[str]) -> str | N
         fixes["whitespace removed"] += 1
     if stripped != stripped.upper():
         fixes["lower case upper-cased"] += 1
-    if modality == "protein":
+    if modality == _PROTEIN:
         return dogma.normalise_protein(stripped)
     seq = dogma.normalise_nucleotides(stripped)
-    if "T" in stripped.upper() and modality == "mrna":
+    if "T" in stripped.upper() and modality == _RNA:
         fixes["DNA alphabet (T) read as mRNA"] += 1
     if seq.count("N") > stripped.upper().count("N"):
         fixes["IUPAC ambiguity codes stored as N"] += 1
-    return dogma.rna_to_dna(seq) if modality == "dna" else seq
+    return dogma.rna_to_dna(seq) if modality == _DNA else seq
 
 
 def _coding_notes(view: dogma.CodingView, notes: Counter[str], table_id: int) -> None:

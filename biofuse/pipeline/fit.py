@@ -206,7 +206,7 @@ def fit(ds: Dataset, options: FitOptions, cache_root, out: str | Path,
     """
     o = options
     run = RunDir(out)
-    run.prepare()
+    run.check_writable()
     if o.threads:
         torch.set_num_threads(o.threads)
     echo(f"training on {torch.get_num_threads()} torch threads")
@@ -225,6 +225,7 @@ def fit(ds: Dataset, options: FitOptions, cache_root, out: str | Path,
              "use the training rows; give the table a split column with 'val' rows for an "
              "honest selection")
     work = _Training(inputs, targets, ds.labels(), splits, o, fusion_cls.aligned)
+    run.prepare()
     model_cfg = ModelConfig(tuple(str(m) for m in o.modalities),
                             {str(m): inputs.tables[m].dim for m in o.modalities},
                             {str(m): inputs.tables[m].nt_per_token for m in o.modalities},

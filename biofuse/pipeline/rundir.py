@@ -41,18 +41,29 @@ class RunDir:
     def log_path(self) -> Path:
         return self.path / LOG
 
+    def check_writable(self) -> None:
+        """Fail before any work if the run directory could not be written: it is a file, or
+        neither it nor its nearest existing parent is a writable directory."""
+        if self.path.exists() and not self.path.is_dir():
+            raise ConfigError(f"--out {self.path} is a file, not a run directory.",
+                              "Pass a new or existing directory.")
+        probe = self.path
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if not (probe.is_dir() and os.access(probe, os.W_OK | os.X_OK)):
+            raise ConfigError(f"The run directory {self.path} cannot be written ({probe} is not "
+                              "a writable directory).",
+                              "Pass an --out directory on a writable filesystem.")
+
     def prepare(self) -> None:
-        """Create the directory and prove it is writable before any training; an earlier
-        run's log is replaced, so the log always describes this run."""
+        """Create the directory; an earlier run's log is replaced, so the log always describes
+        this run."""
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            probe = self.path / f".biofuse-write-test-{os.getpid()}"
-            probe.write_bytes(b"")
-            probe.unlink()
+            self.log_path.unlink(missing_ok=True)
         except OSError as exc:
             raise ConfigError(f"The run directory {self.path} cannot be written ({exc.strerror}).",
                               "Pass an --out directory on a writable filesystem.") from None
-        self.log_path.unlink(missing_ok=True)
 
     def write_config(self, config: dict[str, Any], status: str) -> None:
         doc = {"biofuse_version": __version__, "status": status, **config}
