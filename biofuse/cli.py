@@ -6,6 +6,7 @@ Exit codes: 0 success, 2 a user or data error (one paragraph, no traceback), 1 a
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import sys
@@ -29,16 +30,44 @@ class _Group(click.Group):
             if ctx.find_root().params.get("debug"):
                 raise
             _fail(str(exc), exc.exit_code)
+        except click.UsageError as exc:  # a bad flag or argument: one paragraph, like the rest
+            if ctx.find_root().params.get("debug"):
+                raise
+            command = exc.ctx.command_path if exc.ctx is not None else "biofuse"
+            _fail(f"{exc.format_message()} (`{command} --help` lists the options).", 2)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except OSError as exc:  # the user's environment (a full or read-only disk), not a bug
+            if exc.errno not in _ENVIRONMENT_ERRNOS or ctx.find_root().params.get("debug"):
+                raise
+            _fail(_environment_message(exc), 2)
         except Exception as exc:  # a bug: say so, point at --debug
             if ctx.find_root().params.get("debug"):
                 raise
             _fail(f"internal error: {type(exc).__name__}: {exc}. This is a bug in biofuse; "
                   "run again with `biofuse --debug ...` for the traceback and please report it.", 1)
+
+
+_ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def _environment_message(exc: OSError) -> str:
+    where = f" ({exc.filename})" if exc.filename else ""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        fix = ("Free space there (`biofuse cache gc` removes leftovers of interrupted writes), "
+               "or point --cache / --out at a disk with room, and run the same command again: "
+               "everything committed so far is kept.")
+    else:
+        fix = "Point --cache / --out at a directory you can write to, or fix its permissions."
+    return f"{exc.strerror}{where}. {fix}"
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one paragraph on stderr, like errors."""
+    click.echo(f"warning: {' '.join(str(message).split())}", err=True)
 
 
 def _fail(message: str, code: int) -> None:
@@ -57,8 +86,15 @@ def main(debug: bool) -> None:
     \b
     Typical flow:
       biofuse data inspect data.csv          check how a table will be read
-      biofuse cache info ~/.cache/biofuse    what embeddings are cached
+      biofuse extract data.csv --modality all --model onehot --cache CACHE
+      biofuse fit data.csv --fusion mil --encoder dna=onehot ... --cache CACHE --out run
+      biofuse cache info CACHE               what embeddings are cached
     """
+    import warnings
+
+    warnings.showwarning = _show_warning
+    if not debug:  # numbers that could not be computed are reported as such in the results
+        warnings.filterwarnings("ignore", category=RuntimeWarning, module="numpy")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -486,9 +522,11 @@ def cache_verify(cache_dir: str, fingerprint_id: str | None, quick: bool, as_jso
     """
     from dataclasses import asdict
 
-    from biofuse.cache.maintenance import open_for_maintenance, verify_store
+    from biofuse.cache.maintenance import open_for_maintenance, orphan_reports, verify_store
 
     reports = [verify_store(s, data=not quick) for s in open_for_maintenance(cache_dir, fingerprint_id)]
+    if not fingerprint_id:
+        reports += orphan_reports(cache_dir)
     if as_json:
         click.echo(json.dumps([asdict(r) | {"ok": r.ok} for r in reports], indent=2))
     else:
@@ -516,15 +554,20 @@ def cache_verify(cache_dir: str, fingerprint_id: str | None, quick: bool, as_jso
               "duplicates (run it when no extract is writing).")
 def cache_gc(cache_dir: str, fingerprint_id: str | None, min_age: float, drop_corrupt: bool,
              compact: bool) -> None:
-    """Clean CACHE_DIR: remove leftovers of interrupted writes, optionally damaged parts, and
-    optionally compact many small parts into few large ones.
+    """Clean CACHE_DIR: rebuild a store's lost metadata from its parts, remove leftovers of
+    interrupted writes, optionally damaged parts, and optionally compact many small parts into
+    few large ones.
 
     \b
     Example:
       biofuse cache gc ~/.cache/biofuse/embeddings --compact
     """
-    from biofuse.cache.maintenance import gc_store, open_for_maintenance
+    from biofuse.cache.maintenance import adopt_orphans, gc_store, open_for_maintenance
 
+    for name, rebuilt in adopt_orphans(cache_dir):
+        click.echo(f"{name}: " + ("store metadata rebuilt from its parts" if rebuilt else
+                                  "store metadata is missing and no part records a matching "
+                                  "fingerprint; move the directory away"))
     for s in open_for_maintenance(cache_dir, fingerprint_id):
         r = gc_store(s, min_age_s=min_age, drop_corrupt=drop_corrupt, compact=compact)
         click.echo(f"{r.store}: removed {r.temps_removed} uncommitted parts "

@@ -18,7 +18,8 @@ import zarr
 from biofuse.cache import EmbeddingCache
 from biofuse.cache.maintenance import gc_store, verify_store
 from biofuse.cache.parts import Layout
-from biofuse.errors import CacheCorruption
+from biofuse.cache.store import CacheDamageWarning
+from biofuse.errors import CacheCorruption, CacheError
 from tests.helpers.cache_data import FP, embedding, keys
 
 REPO = Path(__file__).resolve().parents[1]
@@ -112,9 +113,11 @@ def test_truncated_chunk_is_reported(filled):
     f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
     report = verify_store(store)
     assert list(report.damaged) == [store.parts[0].part_id]
-    fresh = EmbeddingCache(store.cache.root).store(FP)
     with pytest.raises(CacheCorruption, match="cannot be read|missing or non-finite"):
-        fresh.load(ks)
+        store.load(ks)  # a reader that indexed the part before the damage: caught on read
+    fresh = EmbeddingCache(store.cache.root).store(FP)
+    with pytest.warns(CacheDamageWarning, match="data file holds"):
+        assert len(fresh.missing(ks)) == 15  # a new reader skips the part: only it is lost
 
 
 def test_flipped_byte_is_caught_by_checksum(filled):
@@ -147,8 +150,10 @@ def test_deleted_chunk_is_reported_not_zero_filled(filled):
     for f in _chunk_files(_damaged_part(store)):
         if f.is_file():
             f.unlink()
-    assert "missing" in next(iter(verify_store(store).damaged.values()))
+    assert "holds 0 bytes" in next(iter(verify_store(store).damaged.values()))
     with pytest.raises(CacheCorruption, match="missing its data file"):
+        store.load(ks)  # indexed before the damage: caught on read, never zero-filled
+    with pytest.warns(CacheDamageWarning), pytest.raises(CacheError, match="15 of 30 sequences"):
         EmbeddingCache(store.cache.root).store(FP).load(ks)
 
 
@@ -160,8 +165,8 @@ def test_hand_edited_offsets_are_refused_on_first_use(filled):
     part["offsets"][:] = off
     assert "digest" in next(iter(verify_store(store).damaged.values()))
     reopened = EmbeddingCache(store.cache.root).store(FP)  # opening reads no part index
-    with pytest.raises(CacheCorruption, match="damaged.*digest"):
-        len(reopened)
+    with pytest.warns(CacheDamageWarning, match="damaged.*digest"):
+        assert len(reopened) == 15  # the other part stays readable
 
 
 def test_drop_corrupt_then_resume_restores_everything(filled):
@@ -180,7 +185,7 @@ def test_drop_corrupt_then_resume_restores_everything(filled):
 def test_corrupt_store_metadata_is_a_clear_error(filled):
     store, _ = filled
     (store.path / "parts" / store.parts[1].part_id / "zarr.json").write_text("{not json")
-    with pytest.raises(CacheCorruption, match="gc --drop-corrupt"):
-        EmbeddingCache(store.cache.root).store(FP).keys()
+    with pytest.warns(CacheDamageWarning, match="gc --drop-corrupt"):
+        assert len(EmbeddingCache(store.cache.root).store(FP).keys()) == 15
     json.loads((store.cache.root / "zarr.json").read_text())  # root untouched
     assert os.path.exists(store.path / "parts" / store.parts[0].part_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -60,5 +61,7 @@ def test_debug_shows_traceback(write):
 
 @pytest.mark.parametrize("args", [["--debug"], []])
 def test_console_script_installed(args):
-    proc = subprocess.run(["biofuse", *args, "--version"], capture_output=True, text=True)
+    # the script installed beside this interpreter: works without an activated virtualenv
+    script = Path(sys.executable).parent / "biofuse"
+    proc = subprocess.run([str(script), *args, "--version"], capture_output=True, text=True)
     assert proc.returncode == 0 and __version__ in proc.stdout

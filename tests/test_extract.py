@@ -216,6 +216,7 @@ def test_ctrl_c_saves_work_prints_summary_and_exits_130(esm2_dir, tmp_path):
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "interrupted: finished embeddings are saved" in out
+    assert "(0 tokens)" not in out  # the tokens of what was committed are counted
     assert "Traceback" not in err
     store = EmbeddingCache(tmp_path / "c").stores()[0]
     assert 0 < len(store) < len(seqs)

@@ -46,7 +46,8 @@ def store_info(store: EmbeddingStore) -> dict:
             "entries": len(store), "duplicate_entries": stored - len(store), "tokens": tokens,
             "raw_bytes": raw, "bytes_on_disk": disk,
             "disk_vs_raw": round(disk / raw, 4) if raw else None,
-            "uncommitted_parts": len(temps), "uncommitted_bytes": sum(_du(p) for p in temps)}
+            "uncommitted_parts": len(temps), "uncommitted_bytes": sum(_du(p) for p in temps),
+            "damaged_parts": len(store.damaged)}
 
 
 # ------------------------------------------------------------------------- verify
@@ -185,6 +186,22 @@ def export_store(store: EmbeddingStore, keys: Sequence[str] | None, out: Path, f
             writer.write_table(pa.table([pa.array(part), pa.array(ragged.lengths), emb],
                                         schema=schema))
     return len(keys)
+
+
+def orphan_reports(root: str | Path) -> list[VerifyReport]:
+    """A damage report for each store directory whose own metadata is missing."""
+    cache = EmbeddingCache(root)
+    return [VerifyReport(p.name, damaged={"(store)": "the store's zarr.json is missing or "
+                                          "unreadable; `biofuse cache gc` rebuilds it from its "
+                                          "parts"}) for p in cache.orphan_dirs()]
+
+
+def adopt_orphans(root: str | Path) -> list[tuple[str, bool]]:
+    """Rebuild the metadata of every orphaned store; (directory, rebuilt?) for each."""
+    cache = EmbeddingCache(root)
+    if cache.read_only:
+        return []
+    return [(p.name, cache.adopt(p) is not None) for p in cache.orphan_dirs()]
 
 
 def open_for_maintenance(root: str | Path, fingerprint_id: str | None = None

@@ -57,7 +57,7 @@ def index_digest(keys: np.ndarray, offsets: np.ndarray) -> str:
 
 
 def write_part(fp_dir: Path, keys: list[str], arrays: list[np.ndarray], dtype: str,
-               layout: Layout) -> str:
+               layout: Layout, fingerprint: dict | None = None) -> str:
     """Write one part and commit it; returns its id. Arrays are [tokens_i, dim]; NaN/Inf raise NonFinite.
 
     Every file is written directly (metadata documents as the Zarr v3 spec spells them, chunk
@@ -79,7 +79,10 @@ def write_part(fp_dir: Path, keys: list[str], arrays: list[np.ndarray], dtype: s
              "writer": f"{socket.gethostname()}:{os.getpid()}",
              "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
              "biofuse_version": __version__, "chunk_tokens": chunk,
-             "compressed": layout.compressed}
+             "compressed": layout.compressed,
+             # a copy of the store's fingerprint: the store's own metadata can be rebuilt
+             # from any of its parts (`biofuse cache gc`)
+             "fingerprint": fingerprint}
     (tmp / "embeddings").mkdir(parents=True)
     try:
         _write_files(tmp, attrs, keys, offsets, arrays, chunk, layout)
@@ -205,21 +208,48 @@ class PartIndex:
         return self.reader.read(lo, hi, self.n_chunks)
 
 
+#: every sequence key is 32 lower-case hex digits (sequence_key); anything else is damage or a
+#: crafted file, never a name to write out (export) or to trust
+_HEX = frozenset("0123456789abcdef")
+#: the most a compressed part's data may shrink (float embeddings compress ~1.06x; zeros far more)
+MAX_COMPRESSION = 1000
+
+
 def read_part_index(path: Path) -> PartIndex:
     """Open a committed part's index; raises on any inconsistency (caller wraps the error)."""
     group = zarr.open_group(str(path), mode="r")
     attrs = dict(group.attrs)
     keys = group["keys"][:]
     offsets = group["offsets"][:]
-    problems = index_problems(keys, offsets, attrs)
+    problems = index_problems(keys, offsets, attrs) or size_problems(path, attrs)
     if problems:
         raise ValueError("; ".join(problems))
     return PartIndex(path.name, path, keys, offsets, attrs)
 
 
+def size_problems(path: Path, attrs: dict) -> list[str]:
+    """The data file must be able to hold what the metadata claims, so a damaged or crafted
+    token count is caught before anyone allocates memory for it."""
+    try:
+        claimed = int(attrs["n_tokens"]) * int(attrs["dim"]) * np.dtype(attrs["dtype"]).itemsize
+    except (KeyError, TypeError, ValueError) as exc:
+        return [f"metadata incomplete or malformed ({exc})"]
+    shard = path / "embeddings" / "c" / "0" / "0"
+    present = shard.stat().st_size if shard.is_file() else 0
+    need = claimed // MAX_COMPRESSION if attrs.get("compressed") else claimed
+    if present < need:
+        return [f"metadata claims {attrs['n_tokens']} tokens x {attrs['dim']} ({claimed:,} bytes) "
+                f"but the data file holds {present:,} bytes"]
+    return []
+
+
 def index_problems(keys: np.ndarray, offsets: np.ndarray, attrs: dict) -> list[str]:
     """Every way the index of a part can disagree with itself or its recorded digest."""
     out = []
+    bad = [k for k in keys.tolist() if not (isinstance(k, str) and len(k) == 32
+                                            and _HEX.issuperset(k))]
+    if bad:
+        out.append(f"{len(bad)} keys are not 32 hex digits (e.g. {str(bad[0])[:40]!r})")
     if offsets.shape != (len(keys) + 1,):
         out.append(f"{len(offsets)} offsets for {len(keys)} keys")
     elif offsets[0] != 0 or np.any(np.diff(offsets) < 0):

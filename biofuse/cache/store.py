@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,6 +30,11 @@ from biofuse.cache.fingerprint import FORMAT_VERSION, Fingerprint
 from biofuse.cache.parts import Layout, PartIndex, group_doc, read_part_index
 from biofuse.cache.writer import PartWriter
 from biofuse.errors import CacheCorruption, CacheError, FingerprintMismatch
+
+
+class CacheDamageWarning(UserWarning):
+    """A damaged part was found and skipped; the rest of the store stays usable."""
+
 
 ROOT_ATTR = "biofuse_cache"
 STORE_ATTR = "biofuse"
@@ -131,6 +137,28 @@ class EmbeddingCache:
                          "attributes).", "Check the path: it should be the directory given to "
                          "`biofuse extract --cache`.")
 
+    def orphan_dirs(self) -> list[Path]:
+        """Store directories whose own metadata (zarr.json) is missing or unreadable, though
+        they hold parts: invisible to readers until `biofuse cache gc` rebuilds it."""
+        return sorted(p for p in self.root.iterdir() if p.is_dir() and (p / "parts").is_dir()
+                      and STORE_ATTR not in (_read_group_attrs(p) or {}))
+
+    def adopt(self, path: Path) -> EmbeddingStore | None:
+        """Rebuild the metadata of the orphaned store ``path`` from the fingerprint its parts
+        record; None if no part records one that matches the directory's name."""
+        for part in sorted((path / "parts").iterdir()):
+            fp_doc = (_read_group_attrs(part) or {}).get("fingerprint")
+            try:
+                fp = Fingerprint.from_dict(fp_doc) if fp_doc else None
+            except (TypeError, ValueError):
+                fp = None
+            if fp is not None and fp.id == path.name:
+                _write_json_atomic(path / "zarr.json", group_doc(
+                    {STORE_ATTR: {"fingerprint": fp.to_dict(), "fingerprint_id": fp.id,
+                                  "format_version": FORMAT_VERSION}}))
+                return EmbeddingStore(self, path, fp)
+        return None
+
     def fingerprint_ids(self) -> list[str]:
         return sorted(p.name for p in self.root.iterdir()
                       if p.is_dir() and STORE_ATTR in (_read_group_attrs(p) or {}))
@@ -203,6 +231,9 @@ class EmbeddingStore:
         self._where_: dict[str, tuple[int, int]] = {}  # key -> (part index, row)
         self._seen: set[str] = set()
         self._indexed = False  # part indexes are read on first use, not on open
+        #: committed parts that cannot be read (part id -> problem); skipped by readers, so one
+        #: damaged part costs only its own sequences (`cache verify` names it, `gc` removes it)
+        self.damaged: dict[str, str] = {}
 
     @property
     def parts(self) -> list[PartIndex]:
@@ -236,11 +267,18 @@ class EmbeddingStore:
     def refresh(self) -> None:
         """Pick up parts committed (by any writer) since the last look; oldest id wins a key."""
         self._indexed = True
-        new = [p for p in self.part_dirs() if p.name not in self._seen]
+        new = [p for p in self.part_dirs() if p.name not in self._seen and p.name not in
+               self.damaged]
         if not new:
             return
         with ThreadPoolExecutor(8) as pool:
-            indexes = list(pool.map(self._open_part, new))
+            opened = list(pool.map(self._try_open_part, new))
+        indexes = [i for i in opened if i is not None]
+        if self._parts or indexes:  # parts of another dim than the store's first are damage
+            dim = (self._parts or indexes)[0].attrs["dim"]
+            for i in [i for i in indexes if i.attrs["dim"] != dim]:
+                self._mark_damaged(i.part_id, f"dim {i.attrs['dim']}, the store has {dim}")
+                indexes.remove(i)
         merged = sorted(self._parts + indexes, key=lambda p: p.part_id)
         self._parts = merged
         self._seen = {p.part_id for p in merged}
@@ -248,20 +286,19 @@ class EmbeddingStore:
         for pi in reversed(range(len(merged))):  # older parts overwrite newer ones
             self._where_.update((k, (pi, row)) for row, k in enumerate(merged[pi].keys.tolist()))
 
-    def _open_part(self, path: Path) -> PartIndex:
+    def _try_open_part(self, path: Path) -> PartIndex | None:
         try:
-            index = read_part_index(path)
-        except Exception as exc:
-            raise CacheCorruption(
-                f"Part {path.name} of the cache store {self.path} is damaged: {exc}.",
-                f"Run `biofuse cache verify {self.cache.root}` for the full list, then "
-                f"`biofuse cache gc --drop-corrupt {self.cache.root}` to remove damaged parts "
-                "(their sequences will be recomputed by the next extract).") from exc
-        if self._parts and index.attrs["dim"] != self._parts[0].attrs["dim"]:
-            raise CacheCorruption(f"Part {path.name} has dim {index.attrs['dim']}, the store "
-                                  f"{self.path} has {self._parts[0].attrs['dim']}.",
-                                  f"Run `biofuse cache gc --drop-corrupt {self.cache.root}`.")
-        return index
+            return read_part_index(path)
+        except Exception as exc:  # a finding about this part only
+            self._mark_damaged(path.name, f"{type(exc).__name__}: {exc}")
+            return None
+
+    def _mark_damaged(self, part_id: str, problem: str) -> None:
+        self.damaged[part_id] = problem
+        warnings.warn(CacheDamageWarning(
+            f"Part {part_id} of the cache store {self.path} is damaged ({problem}) and is "
+            f"skipped: its sequences count as missing. `biofuse cache gc --drop-corrupt "
+            f"{self.cache.root}` removes it; the next extract recomputes them."), stacklevel=3)
 
     def __len__(self) -> int:
         return len(self._where)
@@ -271,6 +308,16 @@ class EmbeddingStore:
 
     def keys(self) -> list[str]:
         return list(self._where)
+
+    def n_tokens(self, keys: Iterable[str]) -> int:
+        """Tokens stored for ``keys`` (keys not in the store count 0)."""
+        total = 0
+        for k in keys:
+            where = self._where.get(k)
+            if where is not None:
+                off = self._parts[where[0]].offsets
+                total += int(off[where[1] + 1] - off[where[1]])
+        return total
 
     def missing(self, keys: Iterable[str]) -> list[str]:
         """Keys (unique, in first-seen order) not yet committed by any writer."""
@@ -328,7 +375,7 @@ class EmbeddingStore:
         return Ragged(flat.astype(dtype or self.dtype, copy=False), offsets, keys)
 
     def _forget_vanished(self) -> None:
-        self._parts, self._where_, self._seen = [], {}, set()
+        self._parts, self._where_, self._seen, self.damaged = [], {}, set(), {}
         self.refresh()
 
     def _gather(self, keys: list[str], threads: int) -> tuple[np.ndarray, np.ndarray]:
@@ -397,6 +444,16 @@ class EmbeddingStore:
                 f"Chunk {c} of part {part.part_id} in {self.path} cannot be read ({exc}).",
                 f"Run `biofuse cache verify {self.cache.root}`, then `biofuse cache gc "
                 "--drop-corrupt` to remove damaged parts so they are recomputed.") from exc
+
+    def remove_if_empty(self) -> bool:
+        """Delete this store if it holds no committed part and no part being written (so a run
+        that failed before computing anything leaves no empty store behind)."""
+        busy = [d for d in ("parts", "tmp") if (self.path / d).is_dir()
+                and any(p.is_dir() for p in (self.path / d).iterdir())]
+        if busy or self.cache.read_only:
+            return False
+        shutil.rmtree(self.path, ignore_errors=True)
+        return True
 
     def remove_parts(self, part_ids: Iterable[str]) -> int:
         """Take parts out of the store: an atomic rename out of parts/, then deletion."""

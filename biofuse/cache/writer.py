@@ -68,14 +68,15 @@ class PartWriter:
         self._keys, self._arrays, self._pending, self._bytes = [], [], set(), 0
         try:
             pid = write_part(self.store.path, keys, arrays, self.store.dtype,
-                             self.store.cache.layout)
+                             self.store.cache.layout, self.store.fingerprint.to_dict())
         except NonFinite:
             bad = [i for i, a in enumerate(arrays) if not all_finite(a)]
             good = sorted(set(range(len(keys))) - set(bad))
             if good:
                 self.part_ids.append(write_part(self.store.path, [keys[i] for i in good],
                                                 [arrays[i] for i in good], self.store.dtype,
-                                                self.store.cache.layout))
+                                                self.store.cache.layout,
+                                                self.store.fingerprint.to_dict()))
             raise CacheError(
                 f"The embedding of {keys[bad[0]]}"
                 + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else "")

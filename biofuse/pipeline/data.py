@@ -119,6 +119,7 @@ def load_dataset(spec: DataSpec) -> Dataset:
                            id=spec.id_col, group=spec.group_col)
     if not spec.labels:
         cols = dataclasses.replace(cols, labels=())
+    _check_column_types(table, cols, spec.path)
     report = Report(str(spec.path), info.format, info.separator, table.height,
                     orf_policy=spec.orf, genetic_code=spec.genetic_code)
     cols = _sequence_column_type(table, cols, report)
@@ -159,6 +160,23 @@ def load_dataset(spec: DataSpec) -> Dataset:
     _summarise(frame, cols, report)
     report.dataset_hash = dataset_hash(frame, task, classes)
     return Dataset(frame, spec, cols, task, tuple(label_values), classes, report)
+
+
+def _check_column_types(table: pl.DataFrame, cols: ColumnMap, path) -> None:
+    """Every used column must hold scalars biofuse can read as text or numbers (a Parquet file
+    can hold bytes, lists or structs)."""
+    for name in cols.used():
+        dtype = table.schema[name]
+        if dtype == pl.Binary:
+            what = "raw bytes (binary)"
+        elif isinstance(dtype, (pl.List, pl.Array, pl.Struct, pl.Object)):
+            what = f"values of type {dtype}"
+        else:
+            continue
+        raise DataError(f"Column {name!r} of {path} holds {what}; biofuse reads sequences, "
+                        "labels, splits, ids and groups as plain text or numbers.",
+                        "Store it as a string or numeric column (e.g. with polars: "
+                        f"pl.col({name!r}).cast(pl.String)), or name another column.")
 
 
 def _sequence_column_type(table: pl.DataFrame, cols: ColumnMap, report: Report) -> ColumnMap:
@@ -293,6 +311,14 @@ def _labels(table: pl.DataFrame, cols: ColumnMap, spec: DataSpec, report: Report
                     f"Label column {c!r} holds non-numeric values {bad} in a regression task.",
                     "Fix those values, mark missing ones as empty or NA, or pass "
                     "--task classification.")
+            infinite = np.flatnonzero(np.isinf(numeric[c]) & ~np.asarray(missing[c]))
+            if len(infinite):
+                shown = ", ".join(f"{i + 1} ({raw[c][i].strip()})" for i in infinite[:5])
+                raise DataError(
+                    f"Label column {c!r} holds {len(infinite)} infinite or overflowing values "
+                    f"(data rows {shown}{', ...' if len(infinite) > 5 else ''}); a model cannot "
+                    "be trained or scored on them.",
+                    "Fix those values, or leave them empty (or NA) so they count as missing.")
             values[c] = numeric[c]
     all_missing = np.all(np.stack([missing[c] for c in cols.labels]), axis=0)
     for i in np.flatnonzero(all_missing & keep):
@@ -314,7 +340,8 @@ def _infer_task(task: str, numeric: dict, non_numeric: dict, missing: dict) -> t
         (c, x), = numeric.items()
         present = x[~np.asarray(missing[c])]
         distinct = np.unique(present)
-        if present.size and np.all(distinct == np.round(distinct)) \
+        if present.size and np.all(np.isfinite(distinct)) \
+                and np.all(distinct == np.round(distinct)) \
                 and len(distinct) <= MAX_INFERRED_CLASSES:
             return "classification", (f"integer labels with {len(distinct)} distinct values "
                                       "(pass --task regression to override)")

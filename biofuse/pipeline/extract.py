@@ -260,6 +260,7 @@ class Plan:
     rows_without_modality: int
     unique: int
     todo: list[tuple[str, str]]
+    created: bool = False  # this run created the store (removed again if it stays empty)
 
     @property
     def cached(self) -> int:
@@ -268,7 +269,10 @@ class Plan:
 
 def plan(sequences: list[str | None], encoder: Encoder, cache_root) -> Plan:
     """Normalise and hash every sequence; ask the cache which are missing."""
-    store = EmbeddingCache(cache_root, create=True).store(encoder.fingerprint())
+    cache = EmbeddingCache(cache_root, create=True)
+    fingerprint = encoder.fingerprint()
+    created = not (cache.root / fingerprint.id).exists()
+    store = cache.store(fingerprint)
     prepared: dict[str, str] = {}
     without = 0
     for seq in sequences:
@@ -279,7 +283,7 @@ def plan(sequences: list[str | None], encoder: Encoder, cache_root) -> Plan:
         prepared.setdefault(sequence_key(p), p)
     missing = store.missing(prepared)
     return Plan(encoder, store, len(sequences), without, len(prepared),
-                [(k, prepared[k]) for k in missing])
+                [(k, prepared[k]) for k in missing], created)
 
 
 class Progress:
@@ -358,9 +362,19 @@ def extract(sequences: list[str | None], request: EncoderRequest, cache_root, *,
             finally:
                 if bar:
                     bar.close()
-    except KeyboardInterrupt:
+    except BaseException as exc:
+        if p.created:
+            p.store.remove_if_empty()  # a run that failed before committing anything
+        if not isinstance(exc, KeyboardInterrupt):
+            raise
         summary.interrupted = True
+        if not p.store.path.exists():
+            summary.seconds = time.perf_counter() - start
+            return summary
         p.store.refresh()
-        summary.counts.computed = len(p.todo) - len(p.store.missing(k for k, _ in p.todo))
+        todo = [k for k, _ in p.todo]
+        left = set(p.store.missing(todo))
+        done = [k for k in todo if k not in left]
+        summary.counts.computed, summary.counts.tokens = len(done), p.store.n_tokens(done)
     summary.seconds = time.perf_counter() - start
     return summary

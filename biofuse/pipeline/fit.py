@@ -213,13 +213,13 @@ def fit(ds: Dataset, options: FitOptions, cache_root, out: str | Path,
     fusion_cls = FUSIONS[o.fusion]
     torch.use_deterministic_algorithms(True, warn_only=True)
     targets = make_targets(ds, log1p=o.log1p)
-    encoders = {m: o.encoder(m) for m in o.modalities}
-    inputs = load_inputs(ds, encoders, cache_root, aligned=fusion_cls.aligned,
-                         extract_hint=lambda m, e: extract_command(ds.spec, m, e, cache_root))
     split = ds.frame["split"].to_numpy()
     splits = {s: np.flatnonzero(split == s) for s in ("train", "val", "test")}
     if not len(splits["train"]):
         raise DataError("The training split is empty.", "Check the split column or fractions.")
+    encoders = {m: o.encoder(m) for m in o.modalities}
+    inputs = load_inputs(ds, encoders, cache_root, aligned=fusion_cls.aligned,
+                         extract_hint=lambda m, e: extract_command(ds.spec, m, e, cache_root))
     if not len(splits["val"]):
         echo("warning: the validation split is empty, so early stopping and model selection "
              "use the training rows; give the table a split column with 'val' rows for an "

@@ -16,6 +16,7 @@ RUNDIR/model.pt             the model's state dict (loaded with weights_only=Tru
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,7 +117,18 @@ class SavedRun:
     model: FusionModel
 
 
+def _finite(value: Any) -> Any:
+    """NaN and infinities as null: run directories hold strict JSON, readable by any tool."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def _write_json(path: Path, doc: dict) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2, default=str))
+    tmp.write_text(json.dumps(_finite(doc), indent=2, default=str, allow_nan=False))
     os.replace(tmp, path)

@@ -86,6 +86,9 @@ def sniff_separator(text: str) -> str:
 
 
 def _read_delimited(path: Path, text: str, sep: str) -> pl.DataFrame:
+    if len(sep) != 1 or sep in "\r\n\"":
+        raise DataError(f"--sep {sep!r} is not a single field-separator character.",
+                        "Use e.g. --sep ',' or --sep $'\\t', or omit --sep to detect it.")
     try:
         df = pl.read_csv(io.StringIO(text), separator=sep, infer_schema=False,
                          truncate_ragged_lines=False)

@@ -73,6 +73,10 @@ def make_targets(ds: Dataset, *, log1p: bool = False) -> Targets:
         raise DataError(f"{ds.spec.path} has no label column, so there is nothing to fit.",
                         "Name the target with --label-col.")
     if ds.task == "classification":
+        if len(ds.classes) < 2:
+            raise DataError(f"Every labelled row of {ds.spec.path} has one class "
+                            f"({', '.join(ds.classes) or 'none'}), so there is nothing to learn.",
+                            "Check the label column, or pass --task regression for numbers.")
         return Targets("classification", list(ds.label_names), list(ds.classes))
     y = ds.labels()
     train = (ds.frame["split"] == "train").to_numpy()

@@ -111,7 +111,16 @@ def load_state_dict(model_dir: Path) -> dict:
         for f in files:
             state.update(load_file(str(f)))
         return state
-    return torch.load(weights_file(model_dir), map_location="cpu", weights_only=True)
+    path = weights_file(model_dir)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickled code, truncation: never retried with weights_only=False
+        raise ModelError(
+            f"{path} cannot be loaded as plain tensors ({type(exc).__name__}); it may hold "
+            "pickled Python objects, which biofuse never executes.",
+            "Give biofuse the weights as model.safetensors (transformers' save_pretrained "
+            "writes it by default), or a pytorch_model.bin holding only a state dict of "
+            "tensors.") from None
 
 
 @cache
