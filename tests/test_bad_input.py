@@ -304,3 +304,39 @@ def test_pickled_weights_are_refused_without_suggesting_to_unpickle(tmp_path):
 
 class _Payload:
     """Any non-tensor object makes a pickle that weights_only loading refuses."""
+
+
+def test_constant_predictions_are_reported(tmp_path):
+    """Synonymous variants of one protein (as in mRFP): a protein-only model can only predict a
+    constant, so Spearman is undefined; fit says why and exits 0."""
+    syn = {"GCU": "GCC", "AAA": "AAG", "GAU": "GAC", "CAC": "CAU"}
+    base = ["GCU", "AAA", "GAU", "CAC"] * 3
+    rng = np.random.default_rng(1)
+    rows = []
+    for _ in range(40):
+        codons = [syn[c] if rng.random() < 0.5 else c for c in base]
+        rows.append({"sequence": "AUG" + "".join(codons) + "UAA", "label": float(rng.normal())})
+    table = tmp_path / "syn.csv"
+    pl.DataFrame(rows).write_csv(table)
+    assert run("extract", table, "--modality", "protein", "--model", "onehot", "--cache",
+               tmp_path / "c").exit_code == 0
+    res = run("fit", table, "--fusion", "none", "--modalities", "protein", "--encoder",
+              "protein=onehot", "--cache", tmp_path / "c", "--out", tmp_path / "r",
+              "--epochs", "3")
+    assert res.exit_code == 0, res.output
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert metrics["test"]["spearman"] is None
+    assert metrics["test"]["undefined"]["reason"] == "the predictions are constant"
+
+
+def test_a_run_that_fails_before_computing_leaves_no_empty_store(tmp_path):
+    from tests.helpers.tiny_models import save_tiny_esm2
+
+    model_dir = save_tiny_esm2(tmp_path / "model")
+    (model_dir / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage")
+    table = tmp_path / "p.csv"
+    pl.DataFrame({"protein": ["MKA", "MKKA"]}).write_csv(table)
+    res = run("extract", table, "--modality", "protein", "--model", model_dir, "--cache",
+              tmp_path / "c", "--dtype", "fp32")
+    _assert_user_error(res, "cannot be read")  # weights load on first use, after planning
+    assert not [p for p in (tmp_path / "c").iterdir() if p.is_dir()]

@@ -217,3 +217,12 @@ def test_registry_names_cover_the_issue():
                  "nt_v2_50m", "nt_v2_100m", "nt_v2_250m", "nt_v2_500m", "nt_v1_500m_human",
                  "nt_v1_2500m_multi", "rnafm", "unirep64", "unirep256", "unirep1900", "onehot"]:
         assert name in ENCODERS
+
+
+def test_fingerprint_records_the_window_overlap_actually_used(esm2_dir):
+    """An overlap beyond the context is clamped; the fingerprint says what was used, so two
+    spellings of the same computation share one store."""
+    used = build_encoder(request(esm2_dir, window_overlap=10_000)).fingerprint()
+    context = build_encoder(request(esm2_dir)).context
+    clamped = build_encoder(request(esm2_dir, window_overlap=context - 1)).fingerprint()
+    assert used.id == clamped.id and used.long_policy.endswith(f":{context - 1}")

@@ -210,8 +210,22 @@ class EsmFamilyEncoder(Encoder):
         return self._model
 
     def _load(self):
-        model, _ = build_esm(self._cfg, self._layer, init=False)
-        state = {_canonical_key(k): v for k, v in load_state_dict(self.model_dir).items()}
+        try:
+            model, _ = build_esm(self._cfg, self._layer, init=False)
+        except (TypeError, ValueError, KeyError) as exc:
+            raise ModelError(f"{self.model_dir}/config.json does not describe a complete "
+                             f"ESM-architecture model ({type(exc).__name__}: {exc}).",
+                             "Use the config.json saved with the weights (save_pretrained writes "
+                             "both), or a registered encoder name.") from None
+        try:
+            raw = load_state_dict(self.model_dir)
+        except ModelError:
+            raise
+        except Exception as exc:  # a damaged or truncated weight file
+            raise ModelError(f"The weight files in {self.model_dir} cannot be read "
+                             f"({type(exc).__name__}: {exc}).",
+                             "Re-download or re-save the model (model.safetensors).") from None
+        state = {_canonical_key(k): v for k, v in raw.items()}
         wanted = model.state_dict()
         missing = [k for k in wanted if k not in state and not k.endswith("position_ids")
                    and "inv_freq" not in k]
