@@ -10,11 +10,12 @@ import errno
 import functools
 import json
 import sys
-from pathlib import Path
 
 import click
 
 from biofuse import __version__
+from biofuse.cli_cache import cache
+from biofuse.cli_options import dataclass_options, method_options, parsed_method_values, parsed_values
 from biofuse.errors import BiofuseError
 from biofuse.modality import ALL, NAMES
 from biofuse.pipeline import dogma, splits
@@ -177,120 +178,6 @@ def data_inspect(spec, as_json: bool) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Options from the options dataclasses and registries (one declaration per option)
-
-def _click_type(f, hint):
-    from biofuse.options import _base_type
-
-    choices = f.metadata.get("choices")
-    if choices:
-        return click.Choice(list(choices))
-    base = _base_type(hint)
-    return {int: int, float: float}.get(base, str)
-
-
-def dataclass_options(cls, *, dest=lambda f: f.name, defaults: bool = True,
-                      required: tuple[str, ...] = ()):
-    """click options for the option fields of ``cls`` (see biofuse.options)."""
-    import dataclasses
-    import typing
-
-    from biofuse.options import _base_type, flag_name, option_fields
-
-    hints = typing.get_type_hints(cls)
-
-    def decorate(func):
-        for f in reversed(option_fields(cls)):
-            if not f.metadata.get("cli", True):
-                continue
-            kind = _base_type(hints[f.name])
-            flag = flag_name(f, getattr(cls, "prefix", ""))
-            default = f.default if f.default is not dataclasses.MISSING else None
-            kwargs = {"help": f.metadata["help"]}
-            if not defaults and default not in (None, False):
-                shown = ",".join(map(str, default)) if kind is tuple else default
-                kwargs["help"] += f"  [default: {shown}]"
-            if kind is bool:
-                kwargs.update(is_flag=True, default=bool(default) if defaults else None)
-            else:
-                kwargs["type"] = _click_type(f, hints[f.name])
-                if kind is tuple and "comma" not in kwargs["help"]:
-                    kwargs["help"] += " (comma-separated)"
-                if f.name in required:
-                    kwargs["required"] = True
-                elif defaults and default is not None:
-                    kwargs.update(default=(",".join(map(str, default)) if kind is tuple
-                                           else default), show_default=True)
-            func = click.option(flag, dest(f), **kwargs)(func)
-        return func
-
-    return decorate
-
-
-def _values(cls, kwargs: dict, *, dest=lambda f: f.name, given_only: bool = False) -> dict:
-    """Pop the parsed values of ``cls``'s options from ``kwargs``; comma lists become tuples."""
-    import typing
-
-    from biofuse.errors import ConfigError
-    from biofuse.options import _base_type, flag_name, option_fields
-
-    hints = typing.get_type_hints(cls)
-    out = {}
-    for f in option_fields(cls):
-        if not f.metadata.get("cli", True) or dest(f) not in kwargs:
-            continue
-        value = kwargs.pop(dest(f))
-        if given_only and (value is None or value is False):
-            continue
-        if isinstance(value, str) and _base_type(hints[f.name]) is tuple:
-            hint = hints[f.name]
-            if typing.get_origin(hint) is not tuple:  # Optional[tuple[...]]
-                hint = next(a for a in typing.get_args(hint) if typing.get_origin(a) is tuple)
-            (elem,) = {a for a in typing.get_args(hint) if a is not Ellipsis}
-            try:
-                value = tuple(elem(v) for v in value.split(",") if v.strip())
-            except ValueError:
-                raise ConfigError(f"{flag_name(f, getattr(cls, 'prefix', ''))} {value!r} is not "
-                                  f"a comma-separated list of {elem.__name__} values.",
-                                  f"For example {','.join(map(str, f.default))}.") from None
-        out[f.name] = value
-    return out
-
-
-def method_options(registry: dict, kind: str):
-    """click options for every registered method's own options (``--mil-dim``, ``--channels``,
-    ...), parsed as ``kind:method:field`` with no default so that what was given is known."""
-    def decorate(func):
-        for name in sorted(registry, reverse=True):
-            cls = registry[name].Options
-            func = dataclass_options(cls, dest=lambda f, n=name: f"{kind}__{n}__{f.name}",
-                                     defaults=False)(func)
-        return func
-
-    return decorate
-
-
-def _method_values(registry: dict, kind: str, chosen: str, kwargs: dict) -> dict:
-    """The options given for the ``chosen`` method; an option of another method is an error."""
-    from biofuse.errors import ConfigError
-    from biofuse.options import flag_name, option_fields
-
-    chosen_values = {}
-    for name in sorted(registry):
-        cls = registry[name].Options
-        given = _values(cls, kwargs, dest=lambda f, n=name: f"{kind}__{n}__{f.name}",
-                        given_only=True)
-        if name == chosen:
-            chosen_values = given
-        elif given:
-            flags = {f.name: flag_name(f, cls.prefix) for f in option_fields(cls)}
-            used = ", ".join(flags[k] for k in given)
-            raise ConfigError(f"{used} apply to --{kind} {name}, not --{kind} {chosen}.",
-                              f"Drop them, or use --{kind} {name}.")
-    return chosen_values
-
-
-# ---------------------------------------------------------------------------------------------
 # biofuse extract
 
 def _extract_options():
@@ -414,9 +301,9 @@ def fit(spec, encoders: tuple[str, ...], cache_dir: str | None, out: str, as_jso
     from biofuse.pipeline.fit import FitOptions
     from biofuse.pipeline.metrics import format_metrics
 
-    options = _values(FitOptions, kwargs)
-    options["fusion_options"] = _method_values(FUSIONS, "fusion", options["fusion"], kwargs)
-    options["head_options"] = _method_values(HEADS, "head", options["head"], kwargs)
+    options = parsed_values(FitOptions, kwargs)
+    options["fusion_options"] = parsed_method_values(FUSIONS, "fusion", options["fusion"], kwargs)
+    options["head_options"] = parsed_method_values(HEADS, "head", options["head"], kwargs)
     assert not kwargs, f"unparsed options {sorted(kwargs)}"
     result = api.fit(spec, out=out, cache=cache_dir, encoders=_parse_encoders(encoders),
                      echo=lambda s: click.echo(s, err=True), **options)
@@ -452,161 +339,6 @@ def predict(run_dir: str, data: str, cache_dir: str | None, out: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# biofuse cache
-
-@main.group()
-def cache() -> None:
-    """Inspect, check, clean and export an embedding cache (see docs/cache-format.md)."""
-
-
-def _cache_arg(func):
-    func = click.option("--fingerprint", "fingerprint_id",
-                        help="Only this fingerprint id (see `biofuse cache info`).")(func)
-    return click.argument("cache_dir", type=click.Path(file_okay=False))(func)
-
-
-def _size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return str(n)
-
-
-@cache.command("info")
-@_cache_arg
-@click.option("--json", "as_json", is_flag=True)
-def cache_info(cache_dir: str, fingerprint_id: str | None, as_json: bool) -> None:
-    """What CACHE_DIR holds: per encoder fingerprint, entries, tokens, bytes on disk vs raw.
-
-    \b
-    Example:
-      biofuse cache info ~/.cache/biofuse/embeddings
-    """
-    from biofuse.cache.maintenance import open_for_maintenance, store_info
-
-    infos = [store_info(s) for s in open_for_maintenance(cache_dir, fingerprint_id)]
-    if as_json:
-        click.echo(json.dumps(infos, indent=2))
-        return
-    if not infos:
-        click.echo(f"{cache_dir}: a biofuse cache with no embeddings yet")
-    for i in infos:
-        click.echo(f"{i['id']}\n  model {i['model_id']} @ {i['revision']}, layer {i['layer']}, "
-                   f"{i['compute_dtype']} compute, long sequences: {i['long_policy']}")
-        click.echo(f"  {i['entries']} sequences, {i['tokens']} tokens x {i['dim']} "
-                   f"({i['storage_dtype']}) in {i['parts']} parts"
-                   + (f", {i['duplicate_entries']} duplicate entries" if i["duplicate_entries"]
-                      else ""))
-        ratio = f" ({i['disk_vs_raw']:.3f}x raw)" if i["disk_vs_raw"] else ""
-        click.echo(f"  {_size(i['bytes_on_disk'])} on disk{ratio}, {_size(i['raw_bytes'])} raw "
-                   f"{i['storage_dtype']} data")
-        if i["uncommitted_parts"]:
-            click.echo(f"  {i['uncommitted_parts']} uncommitted parts "
-                       f"({_size(i['uncommitted_bytes'])}): `biofuse cache gc` removes them")
-
-
-@cache.command("verify")
-@_cache_arg
-@click.option("--quick", is_flag=True, help="Check indexes and files only, not chunk contents.")
-@click.option("--json", "as_json", is_flag=True)
-def cache_verify(cache_dir: str, fingerprint_id: str | None, quick: bool, as_json: bool) -> None:
-    """Check that every committed part of CACHE_DIR is readable and consistent: offsets, keys,
-    files, chunk checksums (crc32c), no NaN/Inf. Exit code 3 if anything is damaged.
-
-    \b
-    Example:
-      biofuse cache verify ~/.cache/biofuse/embeddings
-    """
-    from dataclasses import asdict
-
-    from biofuse.cache.maintenance import open_for_maintenance, orphan_reports, verify_store
-
-    reports = [verify_store(s, data=not quick) for s in open_for_maintenance(cache_dir, fingerprint_id)]
-    if not fingerprint_id:
-        reports += orphan_reports(cache_dir)
-    if as_json:
-        click.echo(json.dumps([asdict(r) | {"ok": r.ok} for r in reports], indent=2))
-    else:
-        for r in reports:
-            state = "ok" if r.ok else f"DAMAGED ({len(r.damaged)} parts)"
-            click.echo(f"{r.store}: {r.parts_checked} parts, {r.entries} entries: {state}")
-            for part, problem in r.damaged.items():
-                click.echo(f"  part {part}: {problem}")
-            if r.uncommitted_parts:
-                click.echo(f"  {r.uncommitted_parts} uncommitted parts (ignored by readers)")
-    if not all(r.ok for r in reports):
-        click.echo(f"Damaged parts are never read silently. `biofuse cache gc --drop-corrupt "
-                   f"{cache_dir}` removes them; the next extract recomputes their sequences.",
-                   err=True)
-        sys.exit(3)
-
-
-@cache.command("gc")
-@_cache_arg
-@click.option("--min-age", type=float, default=3600, show_default=True,
-              help="Remove uncommitted parts older than this many seconds (younger ones may "
-              "belong to a running extract).")
-@click.option("--drop-corrupt", is_flag=True, help="Remove parts that fail verification.")
-@click.option("--compact", is_flag=True, help="Rewrite all parts into few large ones, without "
-              "duplicates (run it when no extract is writing).")
-def cache_gc(cache_dir: str, fingerprint_id: str | None, min_age: float, drop_corrupt: bool,
-             compact: bool) -> None:
-    """Clean CACHE_DIR: rebuild a store's lost metadata from its parts, remove leftovers of
-    interrupted writes, optionally damaged parts, and optionally compact many small parts into
-    few large ones.
-
-    \b
-    Example:
-      biofuse cache gc ~/.cache/biofuse/embeddings --compact
-    """
-    from biofuse.cache.maintenance import adopt_orphans, gc_store, open_for_maintenance
-
-    for name, rebuilt in adopt_orphans(cache_dir):
-        click.echo(f"{name}: " + ("store metadata rebuilt from its parts" if rebuilt else
-                                  "store metadata is missing and no part records a matching "
-                                  "fingerprint; move the directory away"))
-    for s in open_for_maintenance(cache_dir, fingerprint_id):
-        r = gc_store(s, min_age_s=min_age, drop_corrupt=drop_corrupt, compact=compact)
-        click.echo(f"{r.store}: removed {r.temps_removed} uncommitted parts "
-                   f"({_size(r.bytes_freed)}), {r.damaged_removed} damaged parts; "
-                   f"parts {r.parts_before} -> {r.parts_after}")
-
-
-@cache.command("export")
-@_cache_arg
-@click.option("--keys", "keys_file", type=click.Path(dir_okay=False, exists=True),
-              help="File with one sequence key per line. Default: every entry.")
-@click.option("--format", "fmt", type=click.Choice(["npz", "parquet"]), default="npz",
-              show_default=True)
-@click.option("--out", required=True, type=click.Path(dir_okay=False))
-def cache_export(cache_dir: str, fingerprint_id: str | None, keys_file: str | None, fmt: str,
-                 out: str) -> None:
-    """Write embeddings of one fingerprint to plain files: npz (one [tokens, dim] array per key)
-    or parquet (key, n_tokens, embedding).
-
-    \b
-    Example:
-      biofuse cache export CACHE --fingerprint esm2_t6_8M_UR50D-0123abcd --format parquet --out emb.parquet
-    """
-    from biofuse.cache.maintenance import export_store, open_for_maintenance
-    from biofuse.errors import ConfigError
-
-    stores = open_for_maintenance(cache_dir, fingerprint_id)
-    if len(stores) != 1:
-        ids = ", ".join(s.id for s in stores) or "none"
-        raise ConfigError(f"{cache_dir} holds {len(stores)} fingerprints ({ids}); export takes one.",
-                          "Name it with --fingerprint ID.")
-    keys = None
-    if keys_file:
-        keys = [line.strip() for line in Path(keys_file).read_text().splitlines() if line.strip()]
-    n = export_store(stores[0], keys, Path(out), fmt)
-    click.echo(f"wrote {n} embeddings to {out}")
-
-
-# ---------------------------------------------------------------------------------------------
 # biofuse demo
 
 @main.command()
@@ -636,6 +368,8 @@ def demo(data_path: str | None, out_dir: str, epochs: int) -> None:
     if result.interrupted:
         sys.exit(130)
 
+
+main.add_command(cache)
 
 if __name__ == "__main__":  # pragma: no cover
     main()
