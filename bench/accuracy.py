@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import statistics
 import sys
 import time
@@ -112,7 +113,8 @@ def run(datasets: list[str], seeds: list[int], work: Path) -> None:
         tasks = [(dataset, c, s, cache, work / dataset / f"{i}-{s}")
                  for i, c in enumerate(configs) for s in seeds]
         rows = []
-        with ProcessPoolExecutor(2) as pool:
+        # spawn, not fork: the parent holds torch's thread pools, which a fork deadlocks
+        with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
             for row in pool.map(_fit, tasks):
                 rows.append(row)
                 print(f"  {row['config']:28s} seed {row['seed']}: val {row['val']:.3f} "

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from biofuse.errors import ConfigError
 from biofuse.heads.base import masked_mean  # noqa: F401  (re-exported for fusion methods)
+from biofuse.options import check, option
 
 
 @dataclass
@@ -29,6 +31,23 @@ class NoOptions:
     """A method without options."""
 
     prefix = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttentionOptions:
+    """Options of the attention-based methods (each sets its prefix and default heads)."""
+
+    prefix = ""
+    dim: int = option(256, "Shared width every modality is projected to.", min=1)
+    heads: int = option(4, "Attention heads (must divide the width).", min=1)
+    dropout: float = option(0.1, "Attention dropout.", min=0, max=0.95)
+
+    def __post_init__(self) -> None:
+        check(self, self.prefix)
+        if self.dim % self.heads:
+            raise ConfigError(f"--{self.prefix}heads {self.heads} does not divide "
+                              f"--{self.prefix}dim {self.dim}.",
+                              "Pick a head count that divides the width.")
 
 
 class Fusion(nn.Module):

@@ -12,23 +12,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from biofuse.errors import ConfigError
-from biofuse.fusion.base import Fusion, FusionOutput, compact
-from biofuse.options import check, option
+from biofuse.fusion.base import AttentionOptions, Fusion, FusionOutput, compact
+from biofuse.options import option
 
 
 @dataclass(frozen=True, kw_only=True)
-class IsoformerOptions:
+class IsoformerOptions(AttentionOptions):
     prefix = "isoformer-"
-    dim: int = option(256, "Shared width every modality is projected to.", min=1)
     heads: int = option(8, "Attention heads (must divide the width).", min=1)
-    dropout: float = option(0.1, "Attention dropout.", min=0, max=0.95)
-
-    def __post_init__(self) -> None:
-        check(self, self.prefix)
-        if self.dim % self.heads:
-            raise ConfigError(f"--isoformer-heads {self.heads} does not divide --isoformer-dim "
-                              f"{self.dim}.", "Pick a head count that divides the width.")
 
 
 class IsoFormerAggregation(Fusion):

@@ -10,27 +10,19 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from biofuse.errors import ConfigError
-from biofuse.fusion.base import Fusion, FusionOutput
-from biofuse.options import check, option
+from biofuse.fusion.base import AttentionOptions, Fusion, FusionOutput
+from biofuse.options import option
 
 
 @dataclass(frozen=True, kw_only=True)
-class XattnOptions:
+class XattnOptions(AttentionOptions):
     prefix = "xattn-"
-    dim: int = option(256, "Shared width every modality is projected to.", min=1)
     heads: int = option(4, "Attention heads (must divide the width).", min=1)
-    dropout: float = option(0.1, "Attention dropout.", min=0, max=0.95)
-
-    def __post_init__(self) -> None:
-        check(self, self.prefix)
-        if self.dim % self.heads:
-            raise ConfigError(f"--xattn-heads {self.heads} does not divide --xattn-dim "
-                              f"{self.dim}.", "Pick a head count that divides the width.")
 
 
 class CrossModalAttention(Fusion):
     Options = XattnOptions
+
     def __init__(self, dims: dict[str, int], *, dim: int = 256, heads: int = 4,
                  dropout: float = 0.1):
         super().__init__(dims)
