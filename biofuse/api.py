@@ -179,8 +179,8 @@ def embeddings(data: str | Path | DataSpec | Dataset, *, modality: str, encoder:
     store = find_store(EmbeddingCache(root), m, encoder, keys,
                        extract_command(ds.spec, m, encoder, root))
     ragged = store.load(keys, dtype=dtype)
-    it = iter(range(len(keys)))
-    arrays = [ragged[next(it)] if s else None for s in seqs]
+    position = np.cumsum([bool(s) for s in seqs]) - 1  # row -> index among rows with a sequence
+    arrays = [ragged[int(position[i])] if s else None for i, s in enumerate(seqs)]
     return Embeddings(ds.frame["id"].to_list(), arrays, store.fingerprint)
 
 
