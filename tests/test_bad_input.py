@@ -27,6 +27,15 @@ def good_rows(n=12, label=True):
              **({"label": float(rng.normal())} if label else {})} for i in range(n)]
 
 
+def extract_and_fit(table, tmp, out, *fit_args):
+    """One-hot protein embeddings of ``table`` into ``tmp/c``, then a probing fit into ``out``;
+    returns the fit's result."""
+    assert run("extract", table, "--modality", "protein", "--model", "onehot", "--cache",
+               tmp / "c").exit_code == 0
+    return run("fit", table, "--fusion", "none", "--modalities", "protein", "--encoder",
+               "protein=onehot", "--cache", tmp / "c", "--out", out, *fit_args)
+
+
 def csv(path, text):
     path.write_text(text)
     return path
@@ -155,10 +164,7 @@ def trained_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("run")
     table = tmp / "good.csv"
     pl.DataFrame(good_rows()).write_csv(table)
-    assert run("extract", table, "--modality", "protein", "--model", "onehot", "--cache",
-               tmp / "c").exit_code == 0
-    res = run("fit", table, "--fusion", "none", "--modalities", "protein", "--encoder",
-              "protein=onehot", "--cache", tmp / "c", "--out", tmp / "run", "--epochs", "2")
+    res = extract_and_fit(table, tmp, tmp / "run", "--epochs", "2")
     assert res.exit_code == 0, res.output
     return tmp / "run", tmp / "c"
 
@@ -221,11 +227,8 @@ def test_nan_metrics_are_reported_not_crashed(tmp_path):
     table = tmp_path / "const.csv"
     pl.DataFrame([{"sequence": GOOD[:-3] + "GCU" * i + "UAA", "label": 1.0}
                   for i in range(30)]).write_csv(table)
-    assert run("extract", table, "--modality", "protein", "--model", "onehot", "--cache",
-               tmp_path / "c").exit_code == 0
-    res = run("fit", table, "--fusion", "none", "--modalities", "protein", "--encoder",
-              "protein=onehot", "--cache", tmp_path / "c", "--out", tmp_path / "r",
-              "--epochs", "3", "--task", "regression")
+    res = extract_and_fit(table, tmp_path, tmp_path / "r", "--epochs", "3", "--task",
+                          "regression")
     assert res.exit_code == 0, res.output
     assert "undefined" in res.output
     metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())  # strict JSON
@@ -242,11 +245,7 @@ def test_tiny_and_odd_splits_train_and_say_so(tmp_path, rows, splits):
         frame = frame.with_columns(pl.Series("split", splits))
     table = tmp_path / "t.csv"
     frame.write_csv(table)
-    assert run("extract", table, "--modality", "protein", "--model", "onehot", "--cache",
-               tmp_path / "c").exit_code == 0
-    res = run("fit", table, "--fusion", "none", "--modalities", "protein", "--encoder",
-              "protein=onehot", "--cache", tmp_path / "c", "--out", tmp_path / "r",
-              "--epochs", "2")
+    res = extract_and_fit(table, tmp_path, tmp_path / "r", "--epochs", "2")
     assert res.exit_code == 0, res.output
     metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
     if metrics["val_is_train"]:
@@ -318,11 +317,7 @@ def test_constant_predictions_are_reported(tmp_path):
         rows.append({"sequence": "AUG" + "".join(codons) + "UAA", "label": float(rng.normal())})
     table = tmp_path / "syn.csv"
     pl.DataFrame(rows).write_csv(table)
-    assert run("extract", table, "--modality", "protein", "--model", "onehot", "--cache",
-               tmp_path / "c").exit_code == 0
-    res = run("fit", table, "--fusion", "none", "--modalities", "protein", "--encoder",
-              "protein=onehot", "--cache", tmp_path / "c", "--out", tmp_path / "r",
-              "--epochs", "3")
+    res = extract_and_fit(table, tmp_path, tmp_path / "r", "--epochs", "3")
     assert res.exit_code == 0, res.output
     metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert metrics["test"]["spearman"] is None
