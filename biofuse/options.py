@@ -108,11 +108,6 @@ def _default_text(f: Field) -> str:
     return "unset" if f.default is MISSING or f.default is None else repr(f.default)
 
 
-def option_values(obj) -> dict[str, Any]:
-    """The options of ``obj`` as a plain dict (JSON-ready: tuples become lists)."""
-    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
-
-
 def from_dict(cls, values: dict[str, Any] | None, prefix: str = ""):
     """Build ``cls`` from a dict, naming unknown keys (with the flags that exist) as a ConfigError;
     lists become tuples where the field is a tuple."""

@@ -74,8 +74,6 @@ def test_every_method_option_is_reachable_from_the_cli(tmp_path, kind, name, f):
         arg[1] = "16"
     if f.name == "heads":
         arg[1] = "2"
-    if name == "mil" and f.name == "shared_projection":
-        pass  # the synthetic encoders share one dim
     other = ["--head", name] if kind == "head" else ["--fusion", name]
     base = ["--fusion", "concat"] if kind == "head" else []
     mods = ["--modalities", "protein"] if name == "none" else []

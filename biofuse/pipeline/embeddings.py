@@ -95,10 +95,6 @@ class ModelInputs:
     grid: torch.Tensor  # [N] codons per row
     fingerprints: dict[str, dict]  # modality -> {"store": id, "fingerprint": {...}}
 
-    @property
-    def n_rows(self) -> int:
-        return int(self.grid.shape[0])
-
     def lengths(self, aligned: bool) -> np.ndarray:
         """Positions per row a model sees: the codon grid, or the longest modality's tokens."""
         if aligned:

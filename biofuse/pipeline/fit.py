@@ -231,9 +231,10 @@ def fit(ds: Dataset, options: FitOptions, cache_root, out: str | Path,
                             {str(m): inputs.tables[m].nt_per_token for m in o.modalities},
                             o.fusion, o.head, targets.n_outputs,
                             asdict(o.fusion_config()), asdict(o.head_config()))
-    run.write_config({"data": asdict(ds.spec), "dataset_hash": ds.hash, "fit": o.to_dict(),
-                      "model": model_cfg.to_dict(), "encoders": inputs.fingerprints,
-                      "targets": asdict(targets)}, status="running")
+    record = {"data": asdict(ds.spec), "dataset_hash": ds.hash, "fit": o.to_dict(),
+              "model": model_cfg.to_dict(), "encoders": inputs.fingerprints,
+              "targets": asdict(targets)}
+    run.write_config(record, status="running")
     search = fusion_cls.search  # (fusion option, fit option listing the candidates) or None
     values = getattr(o, search[1]) if search else (None,)
     val_rows = splits["val"] if len(splits["val"]) else splits["train"]
@@ -280,10 +281,7 @@ def fit(ds: Dataset, options: FitOptions, cache_root, out: str | Path,
     attention = (pl.DataFrame({"id": ids, "split": split_col}
                               | {f"weight_{m}": w for m, w in weights.items()})
                  if weights else None)
-    final_cfg = model.config
-    run.write_config({"data": asdict(ds.spec), "dataset_hash": ds.hash, "fit": o.to_dict(),
-                      "model": final_cfg.to_dict(), "encoders": inputs.fingerprints,
-                      "targets": asdict(targets)},
+    run.write_config({**record, "model": model.config.to_dict()},  # with the chosen option
                      status="interrupted" if interrupted else "complete")
     run.write_results(model, metrics, predictions, attention)
     return FitResult(metrics, run.path, interrupted, model)

@@ -70,11 +70,6 @@ class RunDir:
         doc = {"biofuse_version": __version__, "status": status, **config}
         _write_json(self.path / CONFIG, doc)
 
-    def set_status(self, status: str) -> None:
-        doc = json.loads((self.path / CONFIG).read_text())
-        doc["status"] = status
-        _write_json(self.path / CONFIG, doc)
-
     def write_results(self, model: torch.nn.Module, metrics: dict, predictions: pl.DataFrame,
                       attention: pl.DataFrame | None) -> None:
         _write_json(self.path / METRICS, metrics)
