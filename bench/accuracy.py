@@ -59,16 +59,6 @@ CONFIGS = {  # name -> fit options
 }
 
 
-def _has_unirep() -> bool:
-    try:
-        from biofuse.pipeline.encoders.unirep import weights_path
-
-        weights_path(1900)
-        return True
-    except Exception:
-        return False
-
-
 def _fit(args) -> dict:
     dataset, name, seed, cache, out = args
     import biofuse
@@ -93,8 +83,9 @@ def _fit(args) -> dict:
 
 def run(datasets: list[str], seeds: list[int], work: Path) -> None:
     import biofuse
+    from biofuse.pipeline.encoders.unirep import available
 
-    unirep = _has_unirep()
+    unirep = available(1900)
     configs = [c for c in CONFIGS if unirep or "unirep1900" not in json.dumps(CONFIGS[c])]
     for dataset in datasets:
         file, spec = DATASETS[dataset]

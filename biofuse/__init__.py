@@ -8,9 +8,10 @@ The Python API (see ``biofuse.api`` and docs/api.md)::
     result = biofuse.fit(ds, fusion="mil", cache="cache", out="runs/mil", ...)
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
-_API = ("load_dataset", "extract", "fit", "predict", "embeddings", "demo", "Embeddings")
+_API = ("load_dataset", "extract", "fit", "predict", "embeddings", "plan", "run", "report", "demo",
+        "Embeddings")
 __all__ = [*_API, "Modality", "__version__"]
 
 

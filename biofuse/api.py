@@ -184,23 +184,110 @@ def embeddings(data: str | Path | DataSpec | Dataset, *, modality: str, encoder:
     return Embeddings(ds.frame["id"].to_list(), arrays, store.fingerprint)
 
 
-def demo(*, data: str | Path | None = None, out: str | Path = "biofuse-demo", epochs: int = 150,
-         echo: Echo = print) -> FitResult:
-    """biofuse end to end on a small table, on the CPU, offline: validate, extract one-hot
-    DNA/RNA/protein embeddings into ``out/cache``, train gated-attention MIL fusion into
-    ``out/run``. Default table: the shipped synthetic example."""
+def plan(experiment: str | Path, *, out: str | Path | None = None,
+         cache: str | Path | None = None):
+    """Validate an experiment file (every problem at once, as one
+    :class:`~biofuse.pipeline.experiment.ExperimentError`) and say what running it would do:
+    per encoder the sequences to compute vs cached, the fits to run vs already finished.
+    Computes nothing."""
+    from biofuse.pipeline.experiment import load_experiment
+    from biofuse.pipeline.runner import make_plan
+
+    return make_plan(load_experiment(experiment, out=out, cache=cache))
+
+
+def run(experiment: str | Path, *, out: str | Path | None = None,
+        cache: str | Path | None = None, workers: int | None = None,
+        scheduler: str | None = None, progress: bool = True, echo: Echo = _quiet):
+    """Run an experiment file: validate it, extract what its encoders lack (each once over every
+    dataset), run its fits in parallel (a local Dask cluster of ``workers``, or the cluster at
+    ``scheduler``), skip fits already finished, and write ``results.parquet/.csv/.md`` to its
+    output folder. Returns an :class:`~biofuse.pipeline.runner.ExperimentResult` (``results``:
+    one row per configuration; ``failed``: fits that failed, with their errors)."""
+    from biofuse.pipeline.experiment import load_experiment
+    from biofuse.pipeline.runner import run_experiment
+
+    exp = load_experiment(experiment, out=out, cache=cache)
+    return run_experiment(exp, workers=workers, scheduler=scheduler, progress=progress,
+                          echo=echo)
+
+
+def report(inputs: str | Path | list[str | Path], *, out: str | Path,
+           reference: str | list[str] = "all", cache: str | Path | None = None,
+           examples: int = 3, echo: Echo = _quiet) -> Path:
+    """Write a report (``out/report.md`` and PNG figures) of experiment folders or run
+    directories: results per dataset beside published numbers (``reference``: ``all``, a
+    shipped source — biolangfusion, bridging, codonbert — or a CSV of your own), MIL modality
+    weights, learning curves, test scatter and per-codon attribution of the chosen
+    configurations. ``cache``: where the runs' embeddings are, if not where they were trained.
+    Returns the page's path."""
+    from biofuse.pipeline.report import make_report
+
+    items = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+    refs = (reference,) if isinstance(reference, str) else tuple(reference)
+    return make_report(items, out, references=refs, cache=cache, examples=examples, echo=echo)
+
+
+def demo_experiment(data: str | Path | None = None, *, epochs: int = 150, seeds: int = 3,
+                    protein: str = "onehot") -> str:
+    """The TOML of the demo's grid: every single modality, ``concat``, and ``mil`` with and
+    without its entropy term, over ``seeds`` seeds, on ``data`` or on the shipped example, whose
+    label plants a protein signal and an mRNA signal (so only fusion sees both) and whose DNA
+    column is a region with no signal (a negative control MIL should learn to ignore).
+    ``protein``: the protein encoder (``unirep1900`` uses real UniRef50 weights; slower to fit,
+    its 1900-dim features are projected to 128 before the TextCNN)."""
     from biofuse.examples import EXAMPLE_CSV
 
-    ds = (load_dataset(data) if data is not None
-          else load_dataset(EXAMPLE_CSV, label_cols=("expression",)))
-    r = ds.report
-    echo(f"1/3 data: {r.rows_kept} of {r.rows_read} rows kept, splits "
-         + ", ".join(f"{k} {v}" for k, v in r.split_sizes.items())
-         + f" ({r.split_source}); `biofuse data inspect` shows the full report")
+    if data is None:
+        dataset = (f'path = "{EXAMPLE_CSV.as_posix()}"\nlabel_cols = ["expression"]\n'
+                   'dna_col = "upstream"  # a region with no signal: the negative control')
+    else:
+        dataset = f'path = "{Path(data).resolve().as_posix()}"'
+    head = "" if protein == "onehot" else "textcnn = { projection = 128 }\n"
+    fit = f"epochs = {epochs}\nlr = 3e-3\n{head}"
+    return f"""# biofuse demo: single modalities vs fusion (`biofuse run` runs this file)
+name = "demo"
+seeds = {list(range(seeds))}
+
+[datasets.{"example" if data is None else "data"}]
+{dataset}
+
+[encoders]
+dna = "onehot"
+rna = "onehot"
+protein = "{protein}"
+
+[[fit]]
+name = "single modalities"
+fusion = "none"
+modalities = ["dna", "rna", "protein"]
+{fit}
+[[fit]]
+name = "fusion"
+fusion = ["concat", "mil"]
+entropy_weights = [[0.0], [0.1]]  # MIL without and with its entropy term
+mil = {{ dim = 128 }}
+{fit}"""
+
+
+@dataclass
+class DemoResult:
+    experiment: Any  # the ExperimentResult of `run`
+    report: Path
+
+
+def demo(*, data: str | Path | None = None, out: str | Path = "biofuse-demo", epochs: int = 150,
+         seeds: int = 3, protein: str = "onehot", workers: int | None = None,
+         echo: Echo = print) -> DemoResult:
+    """biofuse end to end on a small table, on the CPU, offline: write the demo's experiment
+    file (:func:`demo_experiment`) to ``out/demo.toml``, run it (one-hot / UniRep embeddings
+    into ``out/cache``, the fits in parallel) and write the report to ``out/report``."""
     out = Path(out)
-    for s in extract(ds, modality="all", model="onehot", cache=out / "cache", progress=False):
-        echo(f"2/3 extract {s.modality:7s}: {s.counts.computed} computed, {s.cached} cached "
-             f"(one-hot; real encoders: `biofuse extract --model esm2_t6_8M` ...)")
-    return fit(ds, out=out / "run", cache=out / "cache", fusion="mil",
-               encoders={m: "onehot" for m in ALL}, epochs=epochs, entropy_weights=(0.0, 0.1),
-               lr=3e-3, echo=lambda s: echo(f"3/3 fit {s}"))
+    out.mkdir(parents=True, exist_ok=True)
+    toml = out / "demo.toml"
+    toml.write_text(demo_experiment(data, epochs=epochs, seeds=seeds, protein=protein))
+    echo(f"demo: the grid is {toml} (single modalities, concat, mil with and without its "
+         "entropy term); `biofuse run` runs any such file")
+    result = run(toml, out=out / "experiment", cache=out / "cache", workers=workers, echo=echo)
+    page = report(out / "experiment", out=out / "report", echo=echo)
+    return DemoResult(result, page)

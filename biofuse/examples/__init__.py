@@ -1,10 +1,12 @@
 """A small synthetic dataset shipped with biofuse, so `biofuse demo` runs with no download.
 
 400 coding sequences (AUG, 40 random sense codons, a stop codon) whose label, ``expression``,
-mixes a protein-level signal (the share of hydrophobic residues) and an mRNA-level one (GC
-content), plus noise: each modality sees part of it, so fusing them helps. Regenerate the
-shipped file with ``python -m biofuse.examples.make``; a test checks that the file equals this
-generator's output.
+plants one signal per kind of sequence: a protein-level one (the share of hydrophobic residues)
+and an mRNA-level one (GC content), plus noise, so each modality sees part of it and fusing them
+helps. The ``upstream`` column is a random DNA region of the same length that carries no signal:
+given as the DNA modality (``dna_col = "upstream"``), it is the negative control whose MIL
+weight should fall to zero. Regenerate the shipped file with ``python -m biofuse.examples.make``;
+a test checks that the file equals this generator's output.
 """
 
 from __future__ import annotations
@@ -34,4 +36,6 @@ def make_cds_example(n: int = 400, n_codons: int = 40, seed: int = 0) -> pl.Data
         ids.append(f"cds{i:04d}")
         seqs.append(seq)
         ys.append(round(float(10 * hydrophobic + 10 * gc + rng.normal(0, 0.3)), 4))
-    return pl.DataFrame({"id": ids, "sequence": seqs, "expression": ys})
+    noise = np.random.default_rng(seed + 1_000_003)  # its own stream: the CDSs stay as they were
+    upstream = ["".join(noise.choice(list("ACGT"), size=len(s))) for s in seqs]
+    return pl.DataFrame({"id": ids, "sequence": seqs, "upstream": upstream, "expression": ys})

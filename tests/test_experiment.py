@@ -1,0 +1,200 @@
+"""`biofuse run`: experiment files validated whole, grids run and resumed, results tables."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+import biofuse
+from biofuse.cli import main
+from biofuse.examples import make_cds_example
+from biofuse.pipeline.experiment import ExperimentError, load_experiment
+from biofuse.pipeline.runner import make_plan, run_experiment
+
+
+def table(path, n=60, seed=0, codons=10):
+    make_cds_example(n=n, n_codons=codons, seed=seed).write_csv(path)
+    return path
+
+
+def write_toml(tmp_path, datasets=("a",), seeds=(0, 1), extra="", name="exp.toml"):
+    lines = [f"seeds = {list(seeds)}", 'cache = "cache"']
+    for i, d in enumerate(datasets):
+        table(tmp_path / f"{d}.csv", seed=i)
+        lines += [f"[datasets.{d}]", f'path = "{d}.csv"', 'label_cols = ["expression"]']
+    lines += ["[encoders]", 'dna = "onehot"', 'rna = ["onehot", "onehot_codon"]',
+              'protein = "onehot"',
+              "[[fit]]", 'fusion = "none"', 'modalities = ["rna", "protein"]', "epochs = 2",
+              "[[fit]]", 'fusion = ["concat", "mil"]', "epochs = 2",
+              'encoders = { rna = "onehot_codon" }', "mil = { dim = [8, 16] }",
+              "textcnn = { channels = 8 }", extra]
+    path = tmp_path / name
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_grid_expands_axes_and_methods_options(tmp_path):
+    exp = load_experiment(write_toml(tmp_path))
+    # singles: rna x 2 encoders + protein = 3; concat 1; mil 2 dims -> 6 configs x 2 seeds
+    assert len(exp.tasks) == 12
+    mil = [t for t in exp.tasks if t.options["fusion"] == "mil"]
+    assert sorted({t.options["fusion_options"]["dim"] for t in mil}) == [8, 16]
+    concat = [t for t in exp.tasks if t.options["fusion"] == "concat"]
+    assert all(t.options["fusion_options"] == {} for t in concat)  # mil's table is mil's only
+    assert all(t.encoders["rna"] == "onehot_codon" for t in concat + mil)
+    assert all(t.options["head_options"] == {"channels": 8} for t in concat + mil)
+    assert all(t.options["head_options"] == {} for t in exp.tasks if t.group == "fit1")
+
+
+def test_a_search_axis_does_not_repeat_fits_of_other_fusions(tmp_path):
+    path = write_toml(tmp_path, extra="")
+    text = path.read_text().replace('fusion = ["concat", "mil"]',
+                                    'fusion = ["concat", "mil"]\nentropy_weights = [[0.0], [0.1]]')
+    path.write_text(text)
+    exp = load_experiment(path)
+    concat = [t for t in exp.tasks if t.options["fusion"] == "concat"]
+    assert len(concat) == 2  # one per seed, not one per entropy weight
+    assert len([t for t in exp.tasks if t.options["fusion"] == "mil"]) == 2 * 2 * 2
+
+
+def test_every_problem_of_a_broken_file_is_reported_at_once(tmp_path):
+    table(tmp_path / "ok.csv")
+    (tmp_path / "bad.toml").write_text("\n".join([
+        'nmae = "x"', "seeds = [-1]",
+        "[datasets.gone]", 'path = "missing.csv"',
+        "[datasets.ok]", 'path = "ok.csv"', 'label_cols = "nope"', 'sequnce_col = "x"',
+        "[encoders]", 'protein = ["esm2_t6_8m"]', 'rnaa = "onehot"',
+        "[extract]", 'dtype = "fp64"',
+        "[[fit]]", 'fusion = ["mil", "concatt"]', "lr = [0.001, -1]", "mil = { dimm = 3 }",
+        "xattn = { dim = 8 }"]))
+    with pytest.raises(ExperimentError) as info:
+        load_experiment(tmp_path / "bad.toml")
+    text = "\n".join(info.value.problems)
+    for expected in ["unknown key 'nmae' (did you mean 'name'?)", "seeds = [-1]",
+                     "missing.csv does not exist", "'sequnce_col' (did you mean 'sequence_col'?)",
+                     "'rnaa' (did you mean 'rna'?)", "'esm2_t6_8m' (did you mean 'esm2_t6_8M'?",
+                     "--dtype 'fp64'", "'concatt' (did you mean 'concat'?)",
+                     "'dimm' (did you mean 'dim'?)", "options for xattn", "--lr -1",
+                     "no column 'nope'"]:
+        assert expected in text, expected
+    assert len(info.value.problems) == 12
+    result = CliRunner().invoke(main, ["run", str(tmp_path / "bad.toml")])
+    assert result.exit_code == 2
+    assert "has 12 problems" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "bad").exists()  # nothing ran, nothing written
+
+
+def test_toml_syntax_error_and_missing_file_are_one_paragraph(tmp_path):
+    (tmp_path / "x.toml").write_text("seeds = [0,\n")
+    r = CliRunner().invoke(main, ["run", str(tmp_path / "x.toml")])
+    assert r.exit_code == 2 and "is not valid TOML" in r.output
+    r = CliRunner().invoke(main, ["run", str(tmp_path / "none.toml")])
+    assert r.exit_code == 2 and "does not exist" in r.output
+
+
+def test_run_writes_results_and_chooses_on_validation(tmp_path):
+    result = biofuse.run(write_toml(tmp_path), workers=1)
+    out = tmp_path / "exp"
+    for name in ("results.parquet", "results.csv", "results.md", "runs.parquet",
+                 "experiment.toml"):
+        assert (out / name).stat().st_size > 0
+    runs = pl.read_parquet(out / "runs.parquet")
+    assert runs.height == 12 and set(runs["status"]) == {"complete"}
+    table_ = result.results
+    assert table_.height == 6 and set(table_["complete"]) == {2}
+    best = table_.sort("val_mean", descending=True).row(0, named=True)
+    assert table_.filter(pl.col("chosen"))["config_id"].to_list() == [best["config_id"]]
+    mil = table_.filter(pl.col("fusion") == "mil")
+    assert sorted(mil["options"].to_list()) == ["mil.dim=16, textcnn.channels=8",
+                                                "mil.dim=8, textcnn.channels=8"]
+    one = runs.filter(pl.col("config_id") == best["config_id"])
+    assert best["val_mean"] == pytest.approx(one["val"].mean())
+    assert "★" in (out / "results.md").read_text()
+
+
+def test_killed_grid_resumes_to_the_uninterrupted_result(tmp_path):
+    path = write_toml(tmp_path)
+    exp = load_experiment(path, out=tmp_path / "killed")
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(exp, workers=1, progress=False, stop_after=5)
+    plan = make_plan(exp)
+    assert len(plan.todo) == 12 - 5
+    resumed = run_experiment(exp, workers=1, progress=False)
+    assert resumed.ran == 7
+    straight = biofuse.run(path, out=tmp_path / "straight", workers=1, progress=False)
+    cols = ["dataset", "config_id", "val_mean", "test_mean", "epochs"]
+    assert resumed.results.select(cols).equals(straight.results.select(cols))
+    again = biofuse.run(path, out=tmp_path / "killed", workers=1, progress=False)
+    assert again.ran == 0  # everything finished: nothing runs
+
+
+def test_a_new_dataset_or_seed_computes_only_what_is_new(tmp_path):
+    path = write_toml(tmp_path, datasets=("a",), seeds=(0,))
+    biofuse.run(path, workers=1, progress=False)
+    # dataset b shares 20 of its 60 sequences with a
+    a = pl.read_csv(tmp_path / "a.csv")
+    b = pl.concat([a.head(20).with_columns(pl.format("b{}", "id").alias("id")),
+                   make_cds_example(n=40, n_codons=10, seed=7)])
+    b.write_csv(tmp_path / "b.csv")
+    text = path.read_text().replace("[encoders]", '[datasets.b]\npath = "b.csv"\n'
+                                    'label_cols = ["expression"]\n[encoders]')
+    path.write_text(text.replace("seeds = [0]", "seeds = [0, 1]"))
+    plan = biofuse.plan(path)
+    assert {s.todo for s in plan.stages} == {40}  # per encoder: b's 40 new sequences only
+    assert len(plan.fits) == 24 and len(plan.todo) == 24 - 6  # a's seed-0 fits are done
+    result = biofuse.run(path, workers=1, progress=False)
+    assert result.ran == 18 and result.ok
+
+
+def test_a_failing_fit_is_recorded_and_the_others_finish(tmp_path):
+    # MIL's shared projection needs modalities of one dim: one-hot DNA and protein differ,
+    # which only the fit finds out
+    path = write_toml(tmp_path, seeds=(0,),
+                      extra="[[fit]]\nfusion = \"mil\"\nepochs = 2\n"
+                            "mil = { shared_projection = true }")
+    r = CliRunner().invoke(main, ["run", str(path), "--workers", "1"])
+    assert r.exit_code == 3, r.output
+    assert "2 fit(s) failed" in r.output  # one per RNA encoder
+    runs = pl.read_parquet(tmp_path / "exp" / "runs.parquet")
+    failed = runs.filter(pl.col("status") == "failed")
+    assert failed.height == 2 and "shared MIL projection" in failed["error"][0]
+    assert runs.filter(pl.col("status") == "complete").height == runs.height - 2 == 6
+    assert "## Failed fits" in (tmp_path / "exp" / "results.md").read_text()
+
+
+def test_dry_run_plans_without_computing(tmp_path):
+    path = write_toml(tmp_path)
+    r = CliRunner().invoke(main, ["run", str(path), "--dry-run", "--json"])
+    assert r.exit_code == 0, r.output
+    plan = json.loads(r.output)
+    assert plan["fits"] == {"total": 12, "finished": 0, "to_run": 12}
+    assert {(e["modality"], e["encoder"], e["to_compute"]) for e in plan["extract"]} == {
+        ("rna", "onehot", 60), ("rna", "onehot_codon", 60), ("protein", "onehot", 60),
+        ("dna", "onehot", 60)}
+    assert not (tmp_path / "exp").exists()
+    assert not list((tmp_path / "cache").glob("*/zarr.json"))  # no store was left behind
+
+
+def test_fits_run_on_a_two_worker_dask_cluster(tmp_path):
+    path = write_toml(tmp_path, seeds=(0,))
+    result = biofuse.run(path, workers=2, progress=False)
+    assert result.ok and result.ran == 6
+    assert set(result.runs["status"]) == {"complete"}
+
+
+def test_unreachable_scheduler_is_a_clean_error(tmp_path):
+    path = write_toml(tmp_path, seeds=(0,))
+    r = CliRunner().invoke(main, ["run", str(path), "--scheduler", "tcp://127.0.0.1:9"])
+    assert r.exit_code == 2 and "No Dask scheduler answers" in r.output
+
+
+def test_the_shipped_annotated_example_is_valid():
+    from biofuse.examples import EXAMPLE_CSV
+
+    exp = load_experiment(EXAMPLE_CSV.with_name("experiment.toml"), out="/tmp/unused")
+    # singles: rna x 2 encoders + protein = 3; concat: 2 rna x 2 lr = 4; mil: 2 rna x 2 lr x
+    # 2 entropy x 2 dims = 16; each x 3 seeds
+    assert len(exp.tasks) == (3 + 4 + 16) * 3
