@@ -178,11 +178,18 @@ def test_dry_run_plans_without_computing(tmp_path):
     assert not list((tmp_path / "cache").glob("*/zarr.json"))  # no store was left behind
 
 
-def test_fits_run_on_a_two_worker_dask_cluster(tmp_path):
+def test_fits_run_on_a_two_worker_dask_cluster(tmp_path, monkeypatch):
+    from biofuse.pipeline import runner
+
+    monkeypatch.setattr(runner, "HEARTBEAT", 0.2)  # a "still running" line this often
     path = write_toml(tmp_path, seeds=(0,))
-    result = biofuse.run(path, workers=2, progress=False)
+    lines = []
+    result = biofuse.run(path, workers=2, progress=False, echo=lines.append)
     assert result.ok and result.ran == 6
     assert set(result.runs["status"]) == {"complete"}
+    assert any("2 in parallel x 1 torch thread(s) each" in line for line in lines)
+    assert any("so far" in line for line in lines)  # the heartbeat
+    assert sum(line.startswith("fit a ") for line in lines) == 6
 
 
 def test_unreachable_scheduler_is_a_clean_error(tmp_path):

@@ -66,7 +66,7 @@ def local_cluster(workers: int, device: str):
         except ImportError:
             pass
     return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                        dashboard_address=None, silence_logs=40)
+                        dashboard_address=":0", silence_logs=40)
 
 
 def connect(scheduler: str):

@@ -35,6 +35,8 @@ Echo = Callable[[str], None]
 ERROR = "error.txt"
 #: FitOptions that do not change a fit's result, left out of its identity
 NOT_IN_HASH = ("threads",)
+#: seconds between "still running" lines when no fit finishes
+HEARTBEAT = 60.0
 
 
 @dataclass
@@ -245,6 +247,13 @@ class FitProgress:
                   + (f", ETA {_duration(eta)}" if left else f", {_duration(elapsed)} in all"))
 
 
+    def heartbeat(self) -> None:
+        left = self.total - self.done - self.failed
+        elapsed = time.perf_counter() - self.start
+        self.echo(f"fits {self.done} done, {min(self.parallel, left)} running, {self.failed} "
+                  f"failed, {left} left; {_duration(elapsed)} so far")
+
+
 def _fmt(v) -> str:
     return "undefined" if v is None else f"{v:.3f}"
 
@@ -292,7 +301,7 @@ def fit_stage(plan: Plan, *, workers: int | None, scheduler: str | None, echo: E
 
 def _dask_fits(todo, args, n_workers, threads, n_cores, scheduler, echo, records):
     try:
-        from distributed import Client, LocalCluster, as_completed
+        from distributed import Client, LocalCluster, wait
     except ImportError as exc:  # pragma: no cover — a dependency of biofuse
         raise ConfigError("Parallel fits need dask.distributed, which is not installed.",
                           "pip install 'dask[distributed]', or run with --workers 1.") from exc
@@ -308,22 +317,29 @@ def _dask_fits(todo, args, n_workers, threads, n_cores, scheduler, echo, records
         echo(f"fits: {len(todo)} on a local Dask cluster, {n_workers} in parallel x {threads} "
              f"torch thread(s) each ({n_cores} cores; --workers N changes it)")
         cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None, silence_logs=logging.ERROR)
+                               dashboard_address=":0", silence_logs=logging.ERROR)
         client = Client(cluster)
     bar = FitProgress(len(todo), n_workers, echo)
     try:
         futures = {client.submit(run_fit_task, *a, pure=False, key=f"fit-{f.run_id[:16]}"): f
                    for f, a in zip(todo, args)}
-        for future in as_completed(futures):
-            fit = futures[future]
+        pending = set(futures)
+        while pending:
             try:
-                record = future.result()
-            except Exception as exc:  # the worker died (memory, a signal): record it
-                record = {"status": "failed", "seconds": 0.0,
-                          "error": f"the Dask worker running this fit failed: "
-                                   f"{type(exc).__name__}: {exc}"}
-            records.append((fit, record))
-            bar.finished(fit, record)
+                done, pending = wait(pending, timeout=HEARTBEAT, return_when="FIRST_COMPLETED")
+            except TimeoutError:  # long fits: say the grid is alive
+                bar.heartbeat()
+                continue
+            for future in done:
+                fit = futures[future]
+                try:
+                    record = future.result()
+                except Exception as exc:  # the worker died (memory, a signal): record it
+                    record = {"status": "failed", "seconds": 0.0,
+                              "error": f"the Dask worker running this fit failed: "
+                                       f"{type(exc).__name__}: {exc}"}
+                records.append((fit, record))
+                bar.finished(fit, record)
     finally:
         client.close()
         if cluster is not None:
