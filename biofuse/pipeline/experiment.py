@@ -115,8 +115,11 @@ class Experiment:
 
 
 class _Problems:
+    """The problems found so far, and what validation needs to know (the cache's store ids)."""
+
     def __init__(self) -> None:
         self.items: list[str] = []
+        self.store_ids: set[str] = set()
 
     def add(self, message: str) -> None:
         if message not in self.items:
@@ -148,6 +151,10 @@ def load_experiment(path: str | Path, *, out: str | Path | None = None,
     base = path.parent
     p = _Problems()
     p.unknown_keys("top level", doc, TOP_KEYS)
+    cache_dir = Path(cache) if cache is not None else (
+        base / str(doc["cache"]) if "cache" in doc else None)
+    cache_dir = cache_dir.resolve() if cache_dir is not None else None
+    p.store_ids = _store_ids(cache_dir)
     seeds = _seeds(doc.get("seeds", [0]), "seeds", p)
     datasets = _datasets(doc.get("datasets"), base, p)
     encoders = _encoder_lists(doc.get("encoders", {}), "[encoders]", base, p)
@@ -183,9 +190,6 @@ def load_experiment(path: str | Path, *, out: str | Path | None = None,
         raise ExperimentError(path, p.items)
     unique = list({t.canonical(): t for t in tasks}.values())
     out_dir = (Path(out) if out is not None else base / str(doc.get("out", path.stem))).resolve()
-    cache_dir = Path(cache) if cache is not None else (
-        base / str(doc["cache"]) if "cache" in doc else None)
-    cache_dir = cache_dir.resolve() if cache_dir is not None else None
     return Experiment(path, str(doc.get("name", path.stem)), out_dir, cache_dir, datasets,
                       extract, unique, loaded)
 
@@ -274,7 +278,7 @@ def _encoder_name(name: str, modality: Modality, where: str, base: Path, p: _Pro
     local = base / name
     if local.is_dir():
         return str(local.resolve())
-    if Path(name).is_dir() or "/" in name or len(name) == 64:  # a directory, hub id, store id
+    if Path(name).is_dir() or "/" in name or name in p.store_ids:  # a directory, hub id, store
         return name
     close = difflib.get_close_matches(name, names_for(modality), n=1, cutoff=0.5)
     p.add(f"{where}: unknown {modality} encoder '{name}' ("
@@ -282,6 +286,16 @@ def _encoder_name(name: str, modality: Modality, where: str, base: Path, p: _Pro
              "registered: " + ", ".join(names_for(modality)))
           + "; a model directory or hub id works too)")
     return name
+
+
+def _store_ids(cache_dir: Path | None) -> set[str]:
+    from biofuse.cache import EmbeddingCache, default_cache_dir
+
+    root = Path(cache_dir or default_cache_dir())
+    try:
+        return set(EmbeddingCache(root).fingerprint_ids()) if root.is_dir() else set()
+    except BiofuseError:
+        return set()
 
 
 def _axis(key: str, value: Any, is_tuple: bool) -> list[Any]:
