@@ -120,6 +120,8 @@ def test_killed_grid_resumes_to_the_uninterrupted_result(tmp_path):
     exp = load_experiment(path, out=tmp_path / "killed")
     with pytest.raises(KeyboardInterrupt):
         run_experiment(exp, workers=1, progress=False, stop_after=5)
+    partial = pl.read_parquet(tmp_path / "killed" / "runs.parquet")  # written when killed too
+    assert partial.filter(pl.col("status") == "complete").height == 5
     plan = make_plan(exp)
     assert len(plan.todo) == 12 - 5
     resumed = run_experiment(exp, workers=1, progress=False)

@@ -388,10 +388,12 @@ def run_experiment(exp: Experiment, *, workers: int | None = None,
     for line in plan.format():
         echo(line)
     extract_stage(plan, scheduler=scheduler, progress=progress, echo=echo)
-    records = fit_stage(plan, workers=workers, scheduler=scheduler, echo=echo,
-                        stop_after=stop_after)
+    try:
+        records = fit_stage(plan, workers=workers, scheduler=scheduler, echo=echo,
+                            stop_after=stop_after)
+    finally:  # interrupted too: the tables hold every fit finished so far
+        runs = results.runs_table(plan)
+        table = results.summarise(runs)
+        results.write(exp.out, exp.name, runs, table)
     failed = [(f, r["error"]) for f, r in records if r["status"] == "failed"]
-    runs = results.runs_table(plan)
-    table = results.summarise(runs)
-    results.write(exp.out, exp.name, runs, table)
     return ExperimentResult(plan, table, runs, len(records), failed, exp.out)
