@@ -207,3 +207,18 @@ def test_the_shipped_annotated_example_is_valid():
     # singles: rna x 2 encoders + protein = 3; concat: 2 rna x 2 lr = 4; mil: 2 rna x 2 lr x
     # 2 entropy x 2 dims = 16; each x 3 seeds
     assert len(exp.tasks) == (3 + 4 + 16) * 3
+
+
+def test_fits_run_on_an_existing_cluster_given_by_its_address(tmp_path):
+    from distributed import LocalCluster
+
+    path = write_toml(tmp_path, seeds=(0,))
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                      dashboard_address=":0") as cluster:
+        lines = []
+        result = biofuse.run(path, scheduler=cluster.scheduler_address, progress=False,
+                             echo=lines.append)
+    assert result.ok and result.ran == 6
+    assert any(f"on the Dask cluster at {cluster.scheduler_address}" in line for line in lines)
+    config = json.loads((result.plan.fits[0].run_dir / "config.json").read_text())
+    assert config["fit"]["threads"] is None  # the worker's own setting, not this machine's

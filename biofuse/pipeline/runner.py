@@ -285,7 +285,8 @@ def fit_stage(plan: Plan, *, workers: int | None, scheduler: str | None, echo: E
     exp = plan.experiment
     n_cores = cores()
     n_workers = workers or max(1, min(n_cores // THREADS_PER_FIT, len(todo)))
-    threads = max(1, n_cores // n_workers)
+    # on an existing cluster, torch threads are the workers' own business (their machines)
+    threads = None if scheduler else max(1, n_cores // n_workers)
     records: list[tuple[PlannedFit, dict]] = []
     args = [(_spec_dict(exp, f.task), {**f.task.fit_options(threads=threads).to_dict()},
              str(plan.cache.resolve()), str(f.run_dir.resolve())) for f in todo]
@@ -315,8 +316,8 @@ def _dask_fits(todo, args, n_workers, threads, n_cores, scheduler, echo, records
 
         client = connect(scheduler)
         n_workers = max(1, len(client.scheduler_info().get("workers", {})))
-        echo(f"fits: {len(todo)} on the Dask cluster at {scheduler} ({n_workers} workers, "
-             f"{threads} torch thread(s) per fit)")
+        echo(f"fits: {len(todo)} on the Dask cluster at {scheduler} ({n_workers} workers; "
+             "torch threads as each worker is configured)")
     else:
         echo(f"fits: {len(todo)} on a local Dask cluster, {n_workers} in parallel x {threads} "
              f"torch thread(s) each ({n_cores} cores; --workers N changes it)")
