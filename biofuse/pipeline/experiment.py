@@ -47,7 +47,7 @@ from biofuse.modality import Modality
 from biofuse.options import _base_type, from_dict, option_fields
 from biofuse.pipeline.data import Dataset, DataSpec, load_dataset
 from biofuse.pipeline.extract import ExtractOptions
-from biofuse.pipeline.fit import FitOptions
+from biofuse.pipeline.fit import FitOptions, unused_search_fields
 
 TOP_KEYS = ("name", "out", "cache", "seeds", "datasets", "encoders", "extract", "fit")
 DATASET_KEYS = tuple(f.name for f in dataclasses.fields(DataSpec) if f.name != "labels") + (
@@ -57,9 +57,6 @@ EXTRACT_KEYS = tuple(f.name for f in option_fields(ExtractOptions) if f.name != 
 #: FitOptions fields a [[fit]] table sets directly (methods' options go in their own tables)
 FIT_FIELDS = tuple(f.name for f in option_fields(FitOptions)
                    if f.name not in ("encoders", "fusion_options", "head_options", "threads"))
-#: FitOptions listing the candidates of a fusion's validation search (MIL: entropy_weights);
-#: dropped from the fits of other fusions, so an axis of them does not repeat those fits
-SEARCH_FIELDS = {cls.search[1] for cls in FUSIONS.values() if cls.search}
 FIT_KEYS = (*FIT_FIELDS, "name", "datasets", "encoders", *sorted(FUSIONS), *sorted(HEADS))
 
 
@@ -362,8 +359,8 @@ def _expand(table: dict, index: int, datasets: dict[str, DatasetEntry],
         for opts, fo, ho in itertools.product(base_grid, f_opts, h_opts):
             options = {**opts, "fusion": fusion, "head": head, "fusion_options": fo,
                        "head_options": ho}
-            for unused in SEARCH_FIELDS - {(FUSIONS[fusion].search or ("", ""))[1]}:
-                options.pop(unused, None)  # e.g. entropy_weights of a fusion that is not MIL
+            for unused in unused_search_fields(fusion):  # so an axis of them does not
+                options.pop(unused, None)  # repeat the fits of fusions that ignore them
             try:
                 resolved = from_dict(FitOptions, options)
             except BiofuseError as exc:

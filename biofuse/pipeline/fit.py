@@ -115,6 +115,17 @@ class FitOptions:
                 "encoders": {str(m): e for m, e in self.encoders.items()}}
 
 
+#: FitOptions fields that list the candidates of a fusion's validation search (MIL:
+#: entropy_weights); meaningless for the other fusions
+SEARCH_FIELDS = frozenset(cls.search[1] for cls in FUSIONS.values() if cls.search)
+
+
+def unused_search_fields(fusion: str) -> set[str]:
+    """The search fields ``fusion`` ignores."""
+    search = FUSIONS[fusion].search if fusion in FUSIONS else None
+    return set(SEARCH_FIELDS) - ({search[1]} if search else set())
+
+
 @dataclass
 class FitResult:
     metrics: dict[str, Any]

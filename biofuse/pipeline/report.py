@@ -20,7 +20,6 @@ why; the rest of the report is still written.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ import polars as pl
 
 from biofuse.errors import BiofuseError, ConfigError
 from biofuse.pipeline import plots
-from biofuse.pipeline.results import read_run, runs_frame, summarise
+from biofuse.pipeline.results import failed_section, pm, read_run, runs_frame, summarise
 from biofuse.references import SOURCES, load_references, normalise
 
 
@@ -83,22 +82,12 @@ def make_report(inputs: list[str | Path], out: str | Path, *,
         md += ["## Sources of the published numbers", ""]
         md += [f"- **{s}**: {SOURCES[s].citation}; split: {SOURCES[s].split}." for s in used]
         md.append("")
-    failed = runs.filter(pl.col("status") == "failed")
-    if failed.height:
-        md += ["## Failed fits", ""] + [f"- {r['dataset']} `{Path(r['run_dir']).name}`: "
-                                        f"{r['error']}" for r in failed.iter_rows(named=True)]
-        md.append("")
+    md += failed_section(runs)
     md += ["## Runs", "", "Every fit of this report, by run directory:", ""]
     md += [f"- `{r['run_dir']}` ({r['status']})" for r in runs.iter_rows(named=True)]
     page = out / "report.md"
     page.write_text("\n".join(md) + "\n")
     return page
-
-
-def _pm(mean, std) -> str:
-    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
-        return "—"
-    return f"{mean:.3f}" + (f" ± {std:.3f}" if std is not None and not math.isnan(std) else "")
 
 
 def _dataset_section(dataset: str, table: pl.DataFrame, runs: pl.DataFrame, refs: pl.DataFrame,
@@ -111,7 +100,7 @@ def _dataset_section(dataset: str, table: pl.DataFrame, runs: pl.DataFrame, refs
     for r in table.iter_rows(named=True):
         md.append(f"| {'★' if r['chosen'] else ''} | {r['fusion']} | {r['modalities']} | "
                   f"{r['encoders']} | {r['options'] or ''} | {r['complete']}/{r['seeds']} | "
-                  f"{_pm(r['val_mean'], r['val_std'])} | {_pm(r['test_mean'], r['test_std'])} |")
+                  f"{pm(r['val_mean'], r['val_std'])} | {pm(r['test_mean'], r['test_std'])} |")
     published = refs.filter((pl.col("key") == normalise(reference)) & (pl.col("metric") == metric))
     md.append("")
     if published.height:

@@ -68,10 +68,11 @@ def _options(fit: dict, model: dict | None = None) -> dict[str, Any]:
     default filled in) from the model config when there is one, else as given. The option a
     fusion chooses on validation (MIL's entropy weight) is a result, not an option: left out."""
     from biofuse.fusion import FUSIONS
+    from biofuse.pipeline.fit import unused_search_fields
 
     method = FUSIONS.get(fit.get("fusion"))
     searched = method.search if method is not None and method.search else ("", "")
-    unused = {c.search[1] for c in FUSIONS.values() if c.search} - {searched[1]}
+    unused = unused_search_fields(fit.get("fusion"))
     out = {k: v for k, v in fit.items() if k not in _OWN_COLUMNS and k not in unused}
     fusion_options = (model or {}).get("fusion_options", fit.get("fusion_options") or {})
     head_options = (model or {}).get("head_options", fit.get("head_options") or {})
@@ -179,7 +180,8 @@ def write(out: Path, name: str, runs: pl.DataFrame, table: pl.DataFrame) -> None
     (out / "results.md").write_text(markdown(name, table, runs))
 
 
-def _pm(mean, std, digits: int = 3) -> str:
+def pm(mean, std, digits: int = 3) -> str:
+    """'0.812 ± 0.004', or '—' for a missing mean."""
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return "—"
     return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None
@@ -204,20 +206,23 @@ def markdown(name: str, table: pl.DataFrame, runs: pl.DataFrame) -> str:
             lines.append(
                 f"| {'★' if r['chosen'] else ''} | {r['fusion']} | {r['head']} | "
                 f"{r['modalities']} | {r['encoders']} | {r['options'] or ''} | {seeds} | "
-                f"{_pm(r['val_mean'], r['val_std'])} | {_pm(r['test_mean'], r['test_std'])} | "
-                f"{_pm(r['epochs'], None, 0)} | {_pm(r['seconds'], None, 1)} |")
+                f"{pm(r['val_mean'], r['val_std'])} | {pm(r['test_mean'], r['test_std'])} | "
+                f"{pm(r['epochs'], None, 0)} | {pm(r['seconds'], None, 1)} |")
         chosen = rows.filter(pl.col("chosen"))
         if chosen.height:
             c = chosen.row(0, named=True)
             lines += ["", f"Chosen on validation: **{c['fusion']}** ({c['modalities']}; "
                       f"{c['encoders']}{'; ' + c['options'] if c['options'] else ''}): "
-                      f"validation {_pm(c['val_mean'], c['val_std'])}, test "
-                      f"{_pm(c['test_mean'], c['test_std'])}."]
+                      f"validation {pm(c['val_mean'], c['val_std'])}, test "
+                      f"{pm(c['test_mean'], c['test_std'])}."]
         lines.append("")
+    return "\n".join(lines + failed_section(runs))
+
+
+def failed_section(runs: pl.DataFrame) -> list[str]:
+    """Markdown lines listing the failed fits with their errors (none when nothing failed)."""
     failed = runs.filter(pl.col("status") == "failed")
-    if failed.height:
-        lines += ["## Failed fits", ""]
-        lines += [f"- {r['dataset']} `{Path(r['run_dir']).name}`: {r['error']}"
-                  for r in failed.iter_rows(named=True)]
-        lines.append("")
-    return "\n".join(lines)
+    if not failed.height:
+        return []
+    return ["## Failed fits", ""] + [f"- {r['dataset']} `{Path(r['run_dir']).name}`: "
+                                     f"{r['error']}" for r in failed.iter_rows(named=True)] + [""]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import time
 import traceback
@@ -55,6 +54,7 @@ class EncoderStage:
     todo: int = 0
     todo_tokens: int = 0
     given_id: bool = False  # the experiment names a cache store id: nothing to extract
+    built: Any = field(default=None, repr=False)  # the encoder built while planning, reused
 
     @property
     def label(self) -> str:
@@ -142,7 +142,7 @@ def make_plan(exp: Experiment, cache: Path | None = None) -> Plan:
             stage.unique = len(stage.sequences)
             continue
         request = exp.extract_options(stage.encoder).request(stage.modality)
-        encoder = build_encoder(request)
+        encoder = stage.built = build_encoder(request)
         p = extract_plan(stage.sequences, encoder, root)
         if p.created:
             p.store.remove_if_empty()  # planning leaves no trace
@@ -178,7 +178,8 @@ def extract_stage(plan: Plan, *, scheduler: str | None, progress: bool, echo: Ec
         summary = extract(stage.sequences, options.request(stage.modality), plan.cache,
                           batch_tokens=options.resolved_batch_tokens(),
                           workers=options.workers, scheduler=scheduler or options.scheduler,
-                          progress=progress, commit_seconds=options.commit_every)
+                          progress=progress, commit_seconds=options.commit_every,
+                          encoder=stage.built)
         echo(f"extract {summary.format()}")
         if summary.interrupted:
             raise KeyboardInterrupt
@@ -306,7 +307,7 @@ def fit_stage(plan: Plan, *, workers: int | None, scheduler: str | None, echo: E
 
 def _dask_fits(todo, args, n_workers, threads, n_cores, scheduler, echo, records):
     try:
-        from distributed import Client, LocalCluster, wait
+        from distributed import Client, wait
     except ImportError as exc:  # pragma: no cover — a dependency of biofuse
         raise ConfigError("Parallel fits need dask.distributed, which is not installed.",
                           "pip install 'dask[distributed]', or run with --workers 1.") from exc
@@ -321,8 +322,9 @@ def _dask_fits(todo, args, n_workers, threads, n_cores, scheduler, echo, records
     else:
         echo(f"fits: {len(todo)} on a local Dask cluster, {n_workers} in parallel x {threads} "
              f"torch thread(s) each ({n_cores} cores; --workers N changes it)")
-        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                               dashboard_address=":0", silence_logs=logging.ERROR)
+        from biofuse.pipeline.distributed import local_cluster
+
+        cluster = local_cluster(n_workers, "cpu")  # fits train on the CPU
         client = Client(cluster)
     bar = FitProgress(len(todo), n_workers, echo)
     try:
