@@ -120,12 +120,33 @@ def fit(data: str | Path | DataSpec | Dataset, *, out: str | Path,
                echo=echo)
 
 
+def finetune(data: str | Path | DataSpec | Dataset, *, out: str | Path, echo: Echo = _quiet,
+             **options: Any):
+    """Train a transformer encoder end to end (``method="lora"`` adapters, or ``"full"``) with a
+    head on the dataset's ``modality``, and write the run directory ``out``: config, metrics,
+    predictions, training log, the head (``model.pt``), and ``out/encoder``, the finetuned
+    encoder as a model directory that :func:`extract` reads with ``model="out/encoder"`` (its
+    own fingerprint: never mixed with the base model's embeddings).
+
+    ``options``: the fields of :class:`~biofuse.pipeline.finetune.FinetuneOptions`
+    (``modality``, ``model``, ``method``, ``lora_rank``, ``lr``, ``backbone_lr``, ``epochs``,
+    ``batch_size``, ``batch_tokens``, ``dtype``, ``checkpointing``, ``head``,
+    ``head_options``, ...). Ctrl-C keeps the best model so far (``interrupted``); calling again
+    with the same options resumes from the last finished epoch. Returns a
+    :class:`~biofuse.pipeline.finetune.FinetuneResult`."""
+    from biofuse.pipeline.finetune import FinetuneOptions
+    from biofuse.pipeline.finetune import finetune as run
+
+    return run(load_dataset(data), from_dict(FinetuneOptions, options), Path(out), echo=echo)
+
+
 def predict(run_dir: str | Path, data: str | Path, *, cache: str | Path | None = None,
             out: str | Path | None = None):
     """Score every row of the table ``data`` with the model of ``run_dir`` (read the way the
     run's table was read); returns a polars DataFrame (id, pred_<target> or pred/prob_<class>)
-    and writes it to ``out`` (.parquet or .csv) when given. The rows' embeddings must be in the
-    cache: the error names the `biofuse extract` command that computes them."""
+    and writes it to ``out`` (.parquet or .csv) when given. For a `fit` run the rows'
+    embeddings must be in the cache (the error names the `biofuse extract` command that
+    computes them); a `finetune` run runs its own encoder and needs no cache."""
     from biofuse.pipeline.predict import predict as run
 
     return run(run_dir, data, _cache(cache), out)

@@ -96,6 +96,7 @@ def main(debug: bool) -> None:
       biofuse data inspect data.csv          check how a table will be read
       biofuse extract data.csv --modality all --model onehot --cache CACHE
       biofuse fit data.csv --fusion mil --encoder dna=onehot ... --cache CACHE --out run
+      biofuse finetune data.csv --modality protein --model esm2_t6_8M --out ft   (optional)
       biofuse cache info CACHE               what embeddings are cached
     """
     import warnings
@@ -332,8 +333,9 @@ def fit(spec, encoders: tuple[str, ...], cache_dir: str | None, out: str, as_jso
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
               help="Predictions file (.parquet or .csv).")
 def predict(run_dir: str, data: str, cache_dir: str | None, out: str) -> None:
-    """Score the sequences of DATA with the model trained in RUN_DIR (their embeddings must be
-    in the cache: run `biofuse extract` with the same encoders first).
+    """Score the sequences of DATA with the model trained in RUN_DIR. For a `fit` run their
+    embeddings must be in the cache (run `biofuse extract` with the same encoders first); a
+    `finetune` run runs its own encoder and ignores --cache.
 
     \b
     Example:
@@ -343,6 +345,68 @@ def predict(run_dir: str, data: str, cache_dir: str | None, out: str) -> None:
 
     frame = api.predict(run_dir, data, cache=cache_dir, out=out)
     click.echo(f"wrote {frame.height} predictions to {out}")
+
+
+# ---------------------------------------------------------------------------------------------
+# biofuse finetune
+
+def _finetune_options():
+    from biofuse.heads import HEADS
+    from biofuse.pipeline.finetune import FinetuneOptions
+
+    def decorate(func):
+        func = method_options(HEADS, "head")(func)
+        return dataclass_options(FinetuneOptions, required=("modality",))(func)
+
+    return decorate
+
+
+@main.command()
+@click.argument("data", type=click.Path(dir_okay=False))
+@_finetune_options()
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory.")
+@click.option("--json", "as_json", is_flag=True, help="Print metrics.json.")
+@data_options
+def finetune(spec, out: str, as_json: bool, **kwargs) -> None:
+    """Train a transformer encoder end to end with a head on DATA (the optional stage beside
+    `fit`): LoRA adapters (--method lora, default) or every weight (--method full). Writes a
+    run directory like `fit`'s plus RUNDIR/encoder, the finetuned encoder as a model directory
+    (LoRA merged; the adapter alone in RUNDIR/adapter): `biofuse extract --model RUNDIR/encoder`
+    caches its embeddings, so `fit` can fuse it with frozen encoders of the other modalities.
+    `biofuse predict RUNDIR DATA` runs the encoder and head on new sequences.
+
+    Prints the epoch's progress (tokens/s, loss, time left) and a line per epoch. Ctrl-C keeps
+    the best model so far (exit 130); running the same command again resumes after the last
+    finished epoch. Encoders: esm2_*, nt_*, rnafm, or a directory of those architectures.
+
+    \b
+    Example:
+      biofuse finetune mRFP_Expression.csv --modality protein --model esm2_t12_35M --out ft/lora
+      biofuse finetune data.csv --modality dna --model ./nt-v2-100m --method full --out ft/full
+      biofuse extract data.csv --modality protein --model ft/lora/encoder
+    """
+    from biofuse import api
+    from biofuse.heads import HEADS
+    from biofuse.pipeline.finetune import FinetuneOptions
+    from biofuse.pipeline.metrics import format_metrics
+
+    options = parsed_values(FinetuneOptions, kwargs)
+    options["head_options"] = parsed_method_values(HEADS, "head", options["head"], kwargs)
+    assert not kwargs, f"unparsed options {sorted(kwargs)}"
+    result = api.finetune(spec, out=out, echo=lambda s: click.echo(s, err=True), **options)
+    if as_json:
+        click.echo(json.dumps(result.metrics, indent=2))
+    else:
+        for line in format_metrics(result.metrics):
+            click.echo(line)
+        click.echo(f"run written to {out}" + (" (interrupted: the best model so far; run the "
+                                              "same command to continue)"
+                                              if result.interrupted else ""))
+        command = json.loads((result.run_dir / "config.json").read_text())["extract_command"]
+        click.echo(f"finetuned encoder: {result.encoder_dir} (cache its embeddings with "
+                   f"`{command}`)")
+    if result.interrupted:
+        sys.exit(130)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -48,13 +48,21 @@ def windows(n: int, context: int, overlap: int) -> list[tuple[int, int]]:
     return [(s, s + context) for s in dict.fromkeys(starts)]
 
 
-def stitch(pieces: Sequence[np.ndarray], spans: Sequence[tuple[int, int]], n: int) -> np.ndarray:
-    """One [n, dim] array from window embeddings; overlaps are split at their middle."""
-    if len(pieces) == 1:
-        return pieces[0]
-    out = np.empty((n, pieces[0].shape[1]), dtype=pieces[0].dtype)
-    for k, ((start, end), piece) in enumerate(zip(spans, pieces)):
+def owned(spans: Sequence[tuple[int, int]], n: int) -> list[tuple[int, int]]:
+    """The [start, end) part of the sequence each window supplies: overlaps split at their
+    middle, so every token comes from exactly one window."""
+    out = []
+    for k, (start, end) in enumerate(spans):
         own_start = 0 if k == 0 else (start + spans[k - 1][1]) // 2
         own_end = n if k == len(spans) - 1 else (spans[k + 1][0] + end) // 2
-        out[own_start:own_end] = piece[own_start - start:own_end - start]
+        out.append((own_start, own_end))
     return out
+
+
+def stitch(pieces: Sequence, spans: Sequence[tuple[int, int]], n: int, cat=np.concatenate):
+    """One [n, dim] array from window embeddings (numpy; or torch with ``cat=torch.cat``, which
+    keeps gradients); overlaps are split at their middle."""
+    if len(pieces) == 1:
+        return pieces[0]
+    return cat([piece[a - start:b - start] for piece, (start, _), (a, b)
+                in zip(pieces, spans, owned(spans, n))])

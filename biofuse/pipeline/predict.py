@@ -1,4 +1,5 @@
-"""`biofuse predict`: score new sequences with a trained run, from the same encoders' cache."""
+"""`biofuse predict`: score new sequences with a trained run: a `fit` run from the same encoders'
+cache, a `finetune` run by running its own encoder."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from biofuse.pipeline.data import DataSpec, load_dataset
 from biofuse.pipeline.embeddings import load_inputs, predict_rows
 from biofuse.pipeline.fit import extract_command
 from biofuse.pipeline.rundir import RunDir
+from biofuse.pipeline.targets import Targets
 
 #: file suffixes predictions can be written as
 FORMATS = (".parquet", ".csv")
@@ -37,7 +39,17 @@ def predict(run_dir: str | Path, data: str | Path, cache_root, out: str | Path |
     if out is not None and out.suffix.lower() not in FORMATS:
         raise ConfigError(f"--out {out} has the suffix {out.suffix or '(none)'}; predictions are "
                           "written as Parquet or CSV.", "Name the file .parquet or .csv.")
-    saved = RunDir(run_dir).load()
+    run = RunDir(run_dir)
+    config = run.read_config()
+    if config.get("kind") == "finetune":  # the run's own encoder end to end; no cache
+        from biofuse.pipeline import finetune
+
+        ds = load_dataset(prediction_spec(config, data))
+        targets = Targets(**config["targets"])
+        raw = finetune.predict(run.path, config, ds)
+        return _write(pl.DataFrame({"id": ds.frame["id"].to_list()}
+                                   | targets.columns(raw, None)), out)
+    saved = run.load()
     ds = load_dataset(prediction_spec(saved.config, data))
     encoders = {Modality.parse(m): info["store"] for m, info in saved.config["encoders"].items()}
     inputs = load_inputs(ds, encoders, cache_root, aligned=saved.model.fusion.aligned,
@@ -53,6 +65,10 @@ def predict(run_dir: str | Path, data: str | Path, cache_root, out: str | Path |
                           batch_size=saved.config["fit"]["batch_size"],
                           precision=saved.config["fit"].get("precision", "fp32"))
     frame = pl.DataFrame({"id": ds.frame["id"].to_list()} | saved.targets.columns(raw, None))
+    return _write(frame, out)
+
+
+def _write(frame: pl.DataFrame, out: Path | None) -> pl.DataFrame:
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         if out.suffix.lower() == ".csv":

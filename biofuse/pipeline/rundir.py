@@ -7,10 +7,20 @@ RUNDIR/train_log.csv        one row per epoch, appended while training runs
 RUNDIR/metrics.json         validation and test metrics, the chosen hyper-parameters
 RUNDIR/predictions.parquet  id, split, labels and predictions for every row
 RUNDIR/attention.parquet    per-row modality weights (MIL)
-RUNDIR/model.pt             the model's state dict (loaded with weights_only=True)
+RUNDIR/model.pt             the model's state dict (loaded with weights_only=True); for a
+                            finetune run, the head's
 ```
 
-``fit`` writes it (and ``finetune`` will), ``predict`` reads it; nothing else knows the layout.
+A finetune run (config "kind": "finetune") adds:
+
+```
+RUNDIR/encoder/             the finetuned encoder (LoRA merged): a model directory that
+                            `extract --model RUNDIR/encoder` reads like any other
+RUNDIR/adapter/             the un-merged LoRA adapter (peft's format), for LoRA runs
+RUNDIR/checkpoint.pt        while unfinished: the state after the last epoch, to resume from
+```
+
+``fit`` and ``finetune`` write it, ``predict`` reads it; nothing else knows the layout.
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ from biofuse.pipeline.targets import Targets
 
 CONFIG, METRICS, LOG, MODEL = "config.json", "metrics.json", "train_log.csv", "model.pt"
 PREDICTIONS, ATTENTION = "predictions.parquet", "attention.parquet"
+ENCODER, ADAPTER, CHECKPOINT = "encoder", "adapter", "checkpoint.pt"
 
 
 class RunDir:
@@ -41,6 +52,25 @@ class RunDir:
     @property
     def log_path(self) -> Path:
         return self.path / LOG
+
+    @property
+    def encoder_dir(self) -> Path:
+        return self.path / ENCODER
+
+    @property
+    def adapter_dir(self) -> Path:
+        return self.path / ADAPTER
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.path / CHECKPOINT
+
+    def trim_log(self, epochs: int) -> None:
+        """Keep the log's rows of the first ``epochs`` epochs (a resumed run rewrites the rest)."""
+        if not self.log_path.is_file():
+            return
+        lines = self.log_path.read_text().splitlines(keepends=True)
+        self.log_path.write_text("".join(lines[:1 + epochs]))
 
     def check_writable(self) -> None:
         """Fail before any work if the run directory could not be written: it is a file, or
@@ -78,14 +108,34 @@ class RunDir:
         if attention is not None:
             attention.write_parquet(self.path / ATTENTION)
 
-    def load(self) -> SavedRun:
-        """The saved run: its config, targets and model (weights loaded safely)."""
+    def read_config(self) -> dict[str, Any]:
+        """config.json of a finished (or interrupted) run."""
         config_path, model_path = self.path / CONFIG, self.path / MODEL
         if not config_path.is_file() or not model_path.is_file():
             raise ConfigError(f"{self.path} is not a biofuse run directory (no {CONFIG}/{MODEL}).",
-                              "Pass the --out directory of a finished `biofuse fit`.")
+                              "Pass the --out directory of a finished `biofuse fit` or "
+                              "`biofuse finetune`.")
         try:
-            config = json.loads(config_path.read_text())
+            return json.loads(config_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{config_path} is damaged ({exc}).",
+                              "Train the model again.") from None
+
+    def load_weights(self) -> dict[str, torch.Tensor]:
+        """model.pt as plain tensors (never unpickling code)."""
+        try:
+            return torch.load(self.path / MODEL, weights_only=True)
+        except Exception as exc:  # pickles, truncation
+            raise ConfigError(f"{self.path / MODEL} cannot be loaded as biofuse model weights "
+                              f"({type(exc).__name__}).",
+                              "biofuse loads only plain tensor state dicts written by `biofuse "
+                              "fit` or `finetune`; train the model again.") from None
+
+    def load(self) -> SavedRun:
+        """The saved run of `fit`: its config, targets and model (weights loaded safely)."""
+        config_path, model_path = self.path / CONFIG, self.path / MODEL
+        config = self.read_config()
+        try:
             model_cfg = ModelConfig.from_dict(config["model"])
             targets = Targets(**config["targets"])
         except (json.JSONDecodeError, KeyError, TypeError) as exc:

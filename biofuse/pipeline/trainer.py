@@ -1,18 +1,23 @@
 """A training loop that knows nothing about the model (in the manner of minGPT's trainer).
 
 The caller supplies the model, an optimizer, a function giving one epoch's batches, a step
-function (model, batch) -> loss, and a validation function (model) -> (score, metrics); the
-trainer runs epochs and hands each epoch's log to its callbacks, which decide about early stopping
-and the learning rate, keep the best weights, write the log and report progress. ``fit`` uses it
-today; ``finetune`` will use the same loop with an encoder inside the model.
+function (model, batch) -> loss, and a validation function (model) -> score; the trainer runs
+epochs and hands each epoch's log to its callbacks, which decide about early stopping and the
+learning rate, keep the best weights, write the log, save checkpoints and report progress. ``fit``
+trains a fusion model with it, ``finetune`` an encoder and its head.
+
+An item of ``batches(epoch)`` is one optimisation step: a batch, or a list of micro-batches whose
+gradients are accumulated (each micro-batch's mean loss weighted by its share of the step's
+examples, so the step sees the mean loss over all of them).
 
 Ctrl-C during training stops the loop after restoring the best weights so far; the result says
-``interrupted`` and the caller decides what to write.
+``interrupted`` and the caller decides what to write. ``state()`` / ``load_state()`` capture
+everything needed to continue a run at the next epoch (trainable weights, optimizer, callbacks,
+random state), which ``finetune`` saves after every epoch.
 """
 
 from __future__ import annotations
 
-import copy
 import csv
 import math
 import time
@@ -46,8 +51,31 @@ class Callback:
     def on_epoch_end(self, trainer: Trainer, log: EpochLog) -> None:
         pass
 
+    def on_step_end(self, trainer: Trainer, step: StepLog) -> None:
+        pass
+
     def on_train_end(self, trainer: Trainer) -> None:
         pass
+
+    def state_dict(self) -> dict[str, Any]:
+        """What this callback must remember across a resume."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+@dataclass
+class StepLog:
+    """One optimisation step, as it finishes."""
+
+    epoch: int
+    step: int  # within the epoch, from 1
+    steps: int  # steps in the epoch
+    examples: int  # examples trained so far this epoch
+    tokens: int  # tokens trained so far this epoch
+    loss: float  # mean training loss so far this epoch
+    seconds: float  # since the epoch started
 
 
 @dataclass
@@ -62,41 +90,29 @@ class TrainResult:
 class Trainer:
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *,
                  batches: Callable[[int], Iterable[Any]],
-                 step: Callable[[torch.nn.Module, Any], tuple[torch.Tensor, int]],
+                 step: Callable[[torch.nn.Module, Any], tuple],
                  validate: Callable[[torch.nn.Module], float], max_epochs: int,
                  callbacks: list[Callback] = (), tags: dict[str, Any] | None = None):
-        """``batches(epoch)`` yields the epoch's batches; ``step(model, batch)`` returns the loss
-        and the number of examples in the batch; ``validate(model)`` the selection score
-        (higher is better; NaN or -inf when undefined)."""
+        """``batches(epoch)`` yields the epoch's optimisation steps (a batch, or a list of
+        micro-batches to accumulate); ``step(model, batch)`` returns the mean loss and the
+        number of examples in the batch (and optionally its number of tokens);
+        ``validate(model)`` the selection score (higher is better; NaN or -inf when undefined)."""
         self.model, self.optimizer = model, optimizer
         self.batches, self.step, self.validate = batches, step, validate
         self.max_epochs = max_epochs
         self.callbacks = list(callbacks)
         self.tags = dict(tags or {})
         self.stop = False
+        self.epoch = 0  # the last finished epoch
         self.best = BestWeights()
         self.callbacks.insert(0, self.best)
 
     def run(self) -> TrainResult:
-        interrupted, epoch = False, 0
+        interrupted = False
         try:
-            for epoch in range(1, self.max_epochs + 1):
-                self.model.train()
-                start = time.perf_counter()
-                total, n = 0.0, 0
-                for batch in self.batches(epoch):
-                    loss, size = self.step(self.model, batch)
-                    self.optimizer.zero_grad()
-                    loss.backward()
-                    self.optimizer.step()
-                    total += loss.detach().item() * size
-                    n += size
-                self.model.eval()
-                with torch.no_grad():
-                    score = self.validate(self.model)
-                log = EpochLog(epoch, total / max(n, 1), _finite_or_ninf(score),
-                               self.optimizer.param_groups[0]["lr"], time.perf_counter() - start,
-                               tags=self.tags)
+            for epoch in range(self.epoch + 1, self.max_epochs + 1):
+                log = self._epoch(epoch)
+                self.epoch = epoch
                 for cb in self.callbacks:
                     cb.on_epoch_end(self, log)
                 if self.stop:
@@ -106,7 +122,63 @@ class Trainer:
         self.best.restore(self.model)
         for cb in self.callbacks:
             cb.on_train_end(self)
-        return TrainResult(self.model, self.best.score, self.best.epoch, epoch, interrupted)
+        return TrainResult(self.model, self.best.score, self.best.epoch, self.epoch, interrupted)
+
+    def _epoch(self, epoch: int) -> EpochLog:
+        self.model.train()
+        start = time.perf_counter()
+        total, n, tokens = 0.0, 0, 0
+        steps = list(self.batches(epoch))
+        for k, item in enumerate(steps, 1):
+            micro = item if isinstance(item, list) else [item]
+            self.optimizer.zero_grad()
+            outs = []
+            examples = sum(len(b) for b in micro)  # a micro-batch is a sized batch of examples
+            for batch in micro:
+                out = self.step(self.model, batch)
+                outs.append(out)
+                # backward per micro-batch, so its activations are freed before the next
+                (out[0] if len(micro) == 1 else out[0] * (out[1] / examples)).backward()
+            self.optimizer.step()
+            for loss, size, *rest in outs:
+                total += loss.detach().item() * size
+                n += size
+                tokens += rest[0] if rest else 0
+            if any(type(cb).on_step_end is not Callback.on_step_end for cb in self.callbacks):
+                info = StepLog(epoch, k, len(steps), n, tokens, total / max(n, 1),
+                               time.perf_counter() - start)
+                for cb in self.callbacks:
+                    cb.on_step_end(self, info)
+        self.model.eval()
+        with torch.no_grad():
+            score = self.validate(self.model)
+        return EpochLog(epoch, total / max(n, 1), _finite_or_ninf(score),
+                        self.optimizer.param_groups[0]["lr"], time.perf_counter() - start,
+                        tokens=tokens, tags=self.tags)
+
+    def state(self) -> dict[str, Any]:
+        """Everything needed to continue after the current epoch (see ``load_state``)."""
+        return {"epoch": self.epoch, "model": trainable_state(self.model),
+                "optimizer": self.optimizer.state_dict(),
+                "callbacks": [cb.state_dict() for cb in self.callbacks],
+                "torch_rng": torch.get_rng_state()}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from ``state()`` of a trainer built the same way: the next ``run`` starts at
+        the epoch after the saved one."""
+        self.model.load_state_dict(state["model"], strict=False)
+        self.optimizer.load_state_dict(state["optimizer"])
+        for cb, cb_state in zip(self.callbacks, state["callbacks"], strict=True):
+            cb.load_state_dict(cb_state)
+        torch.set_rng_state(state["torch_rng"])
+        self.epoch = int(state["epoch"])
+
+
+def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Copies of the parameters that train (and every buffer): what changes while training.
+    For a LoRA model only the adapters and the head, not the frozen base weights."""
+    frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
+    return {k: v.detach().clone() for k, v in model.state_dict().items() if k not in frozen}
 
 
 def _finite_or_ninf(score: float) -> float:
@@ -114,7 +186,8 @@ def _finite_or_ninf(score: float) -> float:
 
 
 class BestWeights(Callback):
-    """Keeps a copy of the weights of the best-scoring epoch (the first one if none scores)."""
+    """Keeps a copy of the trainable weights of the best-scoring epoch (the first one if none
+    scores)."""
 
     def __init__(self):
         self.score, self.epoch, self.state = -math.inf, 0, None
@@ -122,11 +195,17 @@ class BestWeights(Callback):
     def on_epoch_end(self, trainer, log):
         if self.state is None or log.val_score > self.score:
             self.score, self.epoch = log.val_score, log.epoch
-            self.state = copy.deepcopy(trainer.model.state_dict())
+            self.state = trainable_state(trainer.model)
 
     def restore(self, model: torch.nn.Module) -> None:
         if self.state is not None:
-            model.load_state_dict(self.state)
+            model.load_state_dict(self.state, strict=False)
+
+    def state_dict(self):
+        return {"score": self.score, "epoch": self.epoch, "state": self.state}
+
+    def load_state_dict(self, state):
+        self.score, self.epoch, self.state = state["score"], state["epoch"], state["state"]
 
 
 class EarlyStopping(Callback):
@@ -143,6 +222,12 @@ class EarlyStopping(Callback):
         if self.stale >= self.patience:
             trainer.stop = True
 
+    def state_dict(self):
+        return {"best": self.best, "stale": self.stale}
+
+    def load_state_dict(self, state):
+        self.best, self.stale = state["best"], state["stale"]
+
 
 class PlateauLR(Callback):
     """ReduceLROnPlateau on the validation score (an undefined score counts as no progress)."""
@@ -153,6 +238,12 @@ class PlateauLR(Callback):
 
     def on_epoch_end(self, trainer, log):
         self.scheduler.step(log.val_score if math.isfinite(log.val_score) else -1e9)
+
+    def state_dict(self):
+        return self.scheduler.state_dict()
+
+    def load_state_dict(self, state):
+        self.scheduler.load_state_dict(state)
 
 
 class CsvLog(Callback):

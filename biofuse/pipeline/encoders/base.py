@@ -19,6 +19,11 @@ from biofuse.modality import Modality
 
 DTYPES = COMPUTE_DTYPES
 LONG_POLICIES = ("window", "truncate", "drop")
+#: LoRA targets of the BERT-style layers ESM-2, Nucleotide Transformer and RNA-FM share (module
+#: names ``encoder.layer.N.…``): attention query, key, value and output projections, and both
+#: feed-forward projections (NT-v2's gated one included)
+BERT_LORA_TARGETS = (r".*encoder\.layer\.\d+\.(attention\.self\.(query|key|value)"
+                     r"|attention\.output\.dense|intermediate\.dense|output\.dense)")
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,28 @@ class Encoder:
 
     def weights_id(self) -> str:
         """Revision or content hash of the weights (recorded in the fingerprint)."""
+        raise NotImplementedError
+
+    # -- what `biofuse finetune` needs of a transformer encoder (None / NotImplementedError for
+    #    encoders that cannot be finetuned: one-hot, UniRep)
+
+    #: peft target modules (a regex over module names) of the architecture, or None
+    lora_targets: str | None = None
+
+    def pad(self, batch: list[list[int]]):
+        """input_ids [B, W] and attention mask [B, W] of ``batch`` with the special tokens added
+        (one leading token before each row's ids)."""
+        raise NotImplementedError
+
+    def hidden(self, network, input_ids, mask):
+        """The stored layer's hidden states [B, W, D] of ``network`` (this encoder's ``model``,
+        or a wrapped or finetuned copy of it); differentiable unless the caller disables grad.
+        ``mask`` None means no padding."""
+        raise NotImplementedError
+
+    def save_pretrained(self, network, path) -> None:
+        """Write ``network``'s weights as a model directory this encoder family loads
+        (``--model PATH``): config, weights, tokenizer files."""
         raise NotImplementedError
 
     @property

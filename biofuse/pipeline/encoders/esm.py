@@ -16,7 +16,13 @@ from pathlib import Path
 import numpy as np
 
 from biofuse.modality import Modality
-from biofuse.pipeline.encoders.base import Encoder, EncoderInfo, EncoderRequest, torch_dtype
+from biofuse.pipeline.encoders.base import (
+    BERT_LORA_TARGETS,
+    Encoder,
+    EncoderInfo,
+    EncoderRequest,
+    torch_dtype,
+)
 from biofuse.pipeline.encoders.hub import (
     ModelError,
     load_state_dict,
@@ -250,7 +256,7 @@ class EsmFamilyEncoder(Encoder):
     def tokenize(self, sequence: str) -> list[int]:
         return self.tokenizer(sequence)
 
-    def forward(self, batch: list[list[int]]) -> list[np.ndarray]:
+    def pad(self, batch: list[list[int]]):
         import torch
 
         tok = self.tokenizer
@@ -261,15 +267,47 @@ class EsmFamilyEncoder(Encoder):
             row = [tok.cls, *ids] + ([tok.eos] if self.add_eos else [])
             input_ids[i, :len(row)] = torch.tensor(row)
             mask[i, :len(row)] = 1
+        return input_ids, mask
+
+    def hidden(self, network, input_ids, mask):
+        return network(input_ids=input_ids, attention_mask=mask).last_hidden_state
+
+    def forward(self, batch: list[list[int]]) -> list[np.ndarray]:
+        import torch
+
+        input_ids, mask = self.pad(batch)
         # Without padding, no mask: PyTorch's fused attention then runs its fast kernel instead
         # of materialising [B, heads, T, T] scores (several times faster on CPU).
         padded = bool((mask == 0).any())
         with torch.inference_mode():
-            hidden = self.model(input_ids=input_ids.to(self.device),
-                                attention_mask=mask.to(self.device) if padded else None
-                                ).last_hidden_state
+            hidden = self.hidden(self.model, input_ids.to(self.device),
+                                 mask.to(self.device) if padded else None)
             hidden = hidden.float().cpu().numpy()  # [B, width, dim]
         return [hidden[i, 1:1 + len(ids)] for i, ids in enumerate(batch)]
+
+    lora_targets = BERT_LORA_TARGETS
+
+    def save_pretrained(self, network, path) -> None:
+        """config.json (the base model's, for the layers kept), model.safetensors, and the
+        tokenizer files: a directory ``EsmFamilyEncoder`` loads like the base model."""
+        import shutil
+
+        from safetensors.torch import save_file
+
+        if self._layer < int(self._cfg["num_hidden_layers"]):
+            raise ModelError("Only an encoder that ends at its last layer can be saved.",
+                             "Finetune with the default --layer -1.")
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().float().contiguous() for k, v in network.state_dict().items()
+                 if "inv_freq" not in k and "position_ids" not in k}
+        save_file(state, str(path / "model.safetensors"))
+        cfg = {k: v for k, v in self._cfg.items() if k not in ("auto_map", "architectures")}
+        (path / "config.json").write_text(json.dumps({**cfg, "architectures": ["EsmModel"]},
+                                                     indent=2))
+        for name in ("vocab.txt", "special_tokens_map.json", "tokenizer_config.json"):
+            if (self.model_dir / name).is_file():
+                shutil.copyfile(self.model_dir / name, path / name)
 
 
 def _canonical_key(key: str) -> str:

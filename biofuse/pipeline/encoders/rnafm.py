@@ -8,7 +8,13 @@ from __future__ import annotations
 import numpy as np
 
 from biofuse.modality import Modality
-from biofuse.pipeline.encoders.base import Encoder, EncoderInfo, EncoderRequest, torch_dtype
+from biofuse.pipeline.encoders.base import (
+    BERT_LORA_TARGETS,
+    Encoder,
+    EncoderInfo,
+    EncoderRequest,
+    torch_dtype,
+)
 from biofuse.pipeline.encoders.hub import (
     ModelError,
     local_or_hub,
@@ -75,7 +81,7 @@ class RnaFmEncoder(Encoder):
     def tokenize(self, sequence: str) -> list[int]:
         return self.tokenizer(sequence, add_special_tokens=False)["input_ids"]
 
-    def forward(self, batch: list[list[int]]) -> list[np.ndarray]:
+    def pad(self, batch: list[list[int]]):
         import torch
 
         tok = self.tokenizer
@@ -86,13 +92,28 @@ class RnaFmEncoder(Encoder):
             row = [tok.cls_token_id, *ids, tok.eos_token_id]
             input_ids[i, :len(row)] = torch.tensor(row)
             mask[i, :len(row)] = 1
+        return input_ids, mask
+
+    def hidden(self, network, input_ids, mask):
         layer = self.resolved_layer()
+        out = network(input_ids=input_ids, attention_mask=mask,
+                      output_hidden_states=layer < self.info.n_layers)
+        return out.last_hidden_state if layer == self.info.n_layers else out.hidden_states[layer]
+
+    def forward(self, batch: list[list[int]]) -> list[np.ndarray]:
+        import torch
+
+        input_ids, mask = self.pad(batch)
         padded = bool((mask == 0).any())  # no padding, no mask: the fused attention kernel
         with torch.inference_mode():
-            out = self.model(input_ids=input_ids.to(self.device),
-                             attention_mask=mask.to(self.device) if padded else None,
-                             output_hidden_states=layer < self.info.n_layers)
-            hidden = out.last_hidden_state if layer == self.info.n_layers \
-                else out.hidden_states[layer]
+            hidden = self.hidden(self.model, input_ids.to(self.device),
+                                 mask.to(self.device) if padded else None)
             hidden = hidden.float().cpu().numpy()
         return [hidden[i, 1:1 + len(ids)] for i, ids in enumerate(batch)]
+
+    lora_targets = BERT_LORA_TARGETS
+
+    def save_pretrained(self, network, path) -> None:
+        """multimolecule's own format (config.json, model.safetensors) and the tokenizer."""
+        network.save_pretrained(str(path))
+        self.tokenizer.save_pretrained(str(path))

@@ -1,0 +1,401 @@
+"""`biofuse finetune`: train one transformer encoder end to end (LoRA adapters, or every weight)
+with a biofuse head, and save it as a model directory `extract` reads like any other.
+
+The optional stage the design keeps out of the fast path: no cache, the encoder runs in every
+step. It shares ``fit``'s pieces — targets and their standardisation, heads, metrics, the
+training loop (AdamW, plateau schedule, early stopping on validation, test touched once), the run
+directory — and ``extract``'s tokenizers and long-sequence windows. What it adds: token-budget
+micro-batches with gradient accumulation to ``batch_size`` rows per step, bf16 autocast,
+gradient checkpointing, a checkpoint after every epoch (re-running the same command resumes),
+and ``RUNDIR/encoder``: the trained weights (LoRA merged) with their own fingerprint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shlex
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+
+from biofuse.errors import ConfigError
+from biofuse.heads import HEADS
+from biofuse.modality import Modality
+from biofuse.options import check, from_dict, option
+from biofuse.pipeline.data import Dataset
+from biofuse.pipeline.encoders import (
+    DTYPES,
+    EncoderRequest,
+    build_encoder,
+    default_device,
+    default_dtype,
+    encoder_info,
+)
+from biofuse.pipeline.finetune_model import (
+    EncoderHead,
+    Tokens,
+    autocast,
+    epoch_steps,
+    lora_network,
+    parameter_counts,
+    predict_rows,
+    tokens_of,
+)
+from biofuse.pipeline.metrics import split_metrics
+from biofuse.pipeline.rundir import RunDir
+from biofuse.pipeline.targets import make_targets
+from biofuse.pipeline.trainer import (
+    Callback,
+    CsvLog,
+    EarlyStopping,
+    PlateauLR,
+    ProgressLine,
+    Trainer,
+)
+
+METHODS = ("lora", "full")
+#: the encoder's learning rate when --backbone-lr is not given: the Bridging paper's 5e-5 for
+#: full finetuning; LoRA adapters start at zero and need a larger step (tested in bench/)
+DEFAULT_BACKBONE_LR = {"full": 5e-5, "lora": 5e-4}
+
+
+@dataclass(frozen=True, kw_only=True)
+class FinetuneOptions:
+    """How ``finetune`` trains; every field is also a ``biofuse finetune`` flag."""
+
+    prefix = ""
+    modality: str = option("protein", "Which sequence of each row the encoder reads.",
+                           choices=("dna", "rna", "protein"))
+    model: str | None = option(
+        None, "Registered transformer encoder (esm2_*, nt_*, rnafm), model directory, or hub "
+        "id. Default: the modality's default encoder.")
+    method: str = option("lora", "lora: train LoRA adapters and the head (the encoder's "
+                         "weights stay frozen); full: train every weight.", choices=METHODS)
+    head: str = option("textcnn", "Prediction head on the encoder's per-token states.",
+                       choices=tuple(sorted(HEADS)))
+    lora_rank: int = option(16, "LoRA rank (the Bridging paper tried 16, 32, 64, 128).", min=1,
+                            max=4096)
+    lora_alpha: float | None = option(None, "LoRA scaling numerator (updates scale by "
+                                      "alpha/rank). Default: twice the rank.", above=0)
+    lora_dropout: float = option(0.1, "Dropout on the LoRA adapters' input.", min=0, max=0.95)
+    lr: float = option(1e-3, "Learning rate of the head.", above=0, max=10)
+    backbone_lr: float | None = option(
+        None, "Learning rate of what trains in the encoder (its weights for full, the "
+        "adapters for lora). Default: 5e-5 full (the Bridging paper's), 5e-4 lora.", above=0,
+        max=10)
+    weight_decay: float = option(0.01, "AdamW weight decay.", min=0, max=10)
+    epochs: int = option(20, "Maximum number of epochs.", min=1)
+    patience: int = option(5, "Early stopping: epochs without a better validation metric.",
+                           min=1)
+    lr_patience: int = option(2, "Epochs without progress before the learning rates drop.",
+                              min=0)
+    batch_size: int = option(32, "Rows per optimisation step (the effective batch: "
+                             "micro-batches are accumulated up to it).", min=1)
+    batch_tokens: int | None = option(
+        None, "Token budget of one micro-batch (windows x padded width). Default: 4096 on "
+        "CPU, 16384 on CUDA.", min=1)
+    dtype: str = option("auto", "Compute precision: bf16 autocast (weights and optimizer stay "
+                        "fp32) or fp32; auto = bf16 where `extract --dtype auto` would choose "
+                        "it (CUDA, CPUs with AMX or AVX512-BF16).",
+                        choices=("auto", "fp32", "bf16"))
+    checkpointing: bool = option(False, "Gradient checkpointing: recompute each layer's "
+                                 "activations in the backward pass (less memory for long "
+                                 "sequences, ~30% slower).")
+    long_policy: str = option("window", "Sequences longer than the encoder's context: "
+                              "overlapping windows stitched back to full length, or "
+                              "truncation.", flag="--long", choices=("window", "truncate"))
+    window_overlap: int = option(64, "Tokens shared by consecutive windows.", min=0)
+    device: str | None = option(None, "cpu, cuda, cuda:1 ... Default: cuda if available.")
+    seed: int = option(0, "Random seed (head and adapter initialisation, batch order).", min=0)
+    threads: int | None = option(None, "Torch threads. Default: torch's own.", min=1)
+    log1p: bool = option(False, "Regress log1p(target).")
+    head_options: dict = option({}, "Options of the head.", cli=False)
+
+    def __post_init__(self) -> None:
+        check(self)
+        self.head_config()
+        if self.device is not None:
+            from biofuse.pipeline.extract import _check_device
+
+            _check_device(self.device)
+
+    @property
+    def encoder_model(self) -> str:
+        return self.model or Modality.parse(self.modality).default_encoder
+
+    def head_config(self):
+        cls = HEADS[self.head]
+        return from_dict(cls.Options, self.head_options, cls.Options.prefix)
+
+    def resolved(self) -> dict[str, Any]:
+        """The settings a run really used (defaults that depend on the machine or the method
+        filled in)."""
+        device = self.device or default_device()
+        return {"device": device,
+                "dtype": default_dtype(device) if self.dtype == "auto" else self.dtype,
+                "batch_tokens": self.batch_tokens or (16384 if device.startswith("cuda")
+                                                      else 4096),
+                "backbone_lr": self.backbone_lr or DEFAULT_BACKBONE_LR[self.method],
+                "lora_alpha": self.lora_alpha or 2.0 * self.lora_rank}
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class FinetuneResult:
+    metrics: dict[str, Any]
+    run_dir: Path
+    encoder_dir: Path
+    interrupted: bool = False
+    model: EncoderHead | None = field(default=None, repr=False)
+
+
+def build_network(options: FinetuneOptions, encoder, device: str):
+    """The encoder's torch module in fp32 on ``device``, with checkpointing and LoRA as asked."""
+    network = encoder.model.float().to(device)
+    if options.checkpointing:
+        if not getattr(network, "supports_gradient_checkpointing", False):
+            raise ConfigError(f"{encoder.info.name} does not support gradient checkpointing.",
+                              "Drop --checkpointing.")
+        kwargs = {"use_reentrant": False}  # works with frozen inputs (LoRA)
+        if hasattr(network, "activation_checkpointing_enable"):  # transformers >= 5
+            network.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            network.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    if options.method == "lora":
+        r = options.resolved()
+        network = lora_network(encoder, network, options.lora_rank, r["lora_alpha"],
+                               options.lora_dropout)
+    else:
+        network.requires_grad_(True)
+    return network
+
+
+def load_encoder(options: FinetuneOptions, device: str):
+    """The base encoder, checked to be one finetune can train."""
+    model, modality = options.encoder_model, Modality.parse(options.modality)
+    info = encoder_info(model, modality)
+    if info is not None and info.family not in ("esm2", "nt", "rnafm"):
+        raise ConfigError(f"{model} is not a transformer encoder, so it cannot be finetuned "
+                          f"({info.description}).",
+                          "Finetune esm2_*, nt_* or rnafm (or a model directory of those "
+                          f"architectures); to train a head on frozen {model} embeddings, use "
+                          "`biofuse fit --fusion none`.")
+    request = EncoderRequest(model=model, modality=modality, dtype="fp32", device=device,
+                             long_policy=options.long_policy,
+                             window_overlap=options.window_overlap)
+    return build_encoder(request)
+
+
+class StepProgress(Callback):
+    """Within an epoch, a line every ``every`` seconds: steps, rows, tokens/s, loss, time left."""
+
+    def __init__(self, echo, every: float = 10.0):
+        self.echo, self.every, self.last = echo, every, time.perf_counter()
+
+    def on_step_end(self, trainer, step):
+        now = time.perf_counter()
+        if now - self.last < self.every or step.step == step.steps:
+            return
+        self.last = now
+        left = step.seconds / step.step * (step.steps - step.step)
+        self.echo(f"epoch {step.epoch}: step {step.step}/{step.steps}, {step.examples} rows, "
+                  f"{step.tokens / max(step.seconds, 1e-9):,.0f} tokens/s, train loss "
+                  f"{step.loss:.4f}, {_duration(left)} left in the epoch")
+
+
+class Checkpoint(Callback):
+    """After every epoch: the trainer's state, so the same command continues after a crash or
+    Ctrl-C. Written to a temporary file and renamed, so a kill never leaves half of one."""
+
+    def __init__(self, path: Path, key: str):
+        self.path, self.key = path, key
+
+    def on_epoch_end(self, trainer, log):
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        torch.save({"key": self.key, **trainer.state()}, tmp)
+        os.replace(tmp, self.path)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60} min {seconds % 60} s" if seconds >= 60 else f"{seconds} s"
+
+
+def _run_key(ds: Dataset, options: FinetuneOptions, base_fingerprint: str) -> str:
+    """What a checkpoint must match to be resumed: the data, the base weights, every option
+    that changes training (not threads)."""
+    doc = {"dataset": ds.hash, "base": base_fingerprint,
+           "options": {k: v for k, v in options.to_dict().items() if k != "threads"}}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def finetune(ds: Dataset, options: FinetuneOptions, out: str | Path,
+             echo=lambda s: None) -> FinetuneResult:
+    """Finetune, select on validation, test once; write the run directory ``out`` with
+    ``encoder/`` (a model directory ``extract --model`` reads). Ctrl-C keeps the best model so
+    far (status ``interrupted``); running the same call again resumes from the last epoch."""
+    o, r = options, options.resolved()
+    start = time.perf_counter()
+    run = RunDir(out)
+    run.check_writable()
+    if o.threads:
+        torch.set_num_threads(o.threads)
+    encoder = load_encoder(o, r["device"])
+    echo(f"finetuning {o.encoder_model} ({o.method}) on {r['device']}, "
+         f"{torch.get_num_threads()} torch threads, {r['dtype']}"
+         + (" autocast (this CPU has bf16 matrix units; --dtype fp32 to turn it off)"
+            if r["dtype"] == "bf16" and o.dtype == "auto" else ""))
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    base_fp = encoder.fingerprint()
+    targets = make_targets(ds, log1p=o.log1p)
+    modality = Modality.parse(o.modality)
+    tokens = Tokens.of(encoder, ds.frame[modality.column].to_list(), o.long_policy,
+                       o.window_overlap, str(ds.spec.path))
+    if tokens.windowed or tokens.truncated:
+        echo(f"{tokens.windowed} sequences longer than the context ({encoder.context} tokens) "
+             f"are windowed, {tokens.truncated} truncated")
+    split = ds.frame["split"].to_numpy()
+    splits = {s: np.flatnonzero(split == s) for s in ("train", "val", "test")}
+    if not len(splits["train"]):
+        from biofuse.errors import DataError
+
+        raise DataError("The training split is empty.", "Check the split column or fractions.")
+    val_rows = splits["val"] if len(splits["val"]) else splits["train"]
+    if not len(splits["val"]):
+        echo("warning: the validation split is empty, so early stopping uses the training rows")
+    y_raw = ds.labels()
+    y = targets.encode(y_raw)
+
+    torch.manual_seed(o.seed)
+    network = build_network(o, encoder, r["device"])
+    head_options = o.head_config()
+    head = HEADS[o.head](encoder.info.dim, targets.n_outputs, **asdict(head_options))
+    model = EncoderHead(encoder, network, head.to(r["device"]))
+    counts = parameter_counts(model)
+    echo(f"{o.method}: {counts['trainable']:,} of {counts['total']:,} parameters train "
+         f"({100 * counts['trainable'] / counts['total']:.2f}%)")
+    groups = [{"params": [p for p in model.head.parameters()], "lr": o.lr},
+              {"params": [p for p in model.network.parameters() if p.requires_grad],
+               "lr": r["backbone_lr"]}]
+    opt = torch.optim.AdamW(groups, weight_decay=o.weight_decay)
+    key = _run_key(ds, o, base_fp.id)
+    record = {"kind": "finetune", "data": asdict(ds.spec), "dataset_hash": ds.hash,
+              "finetune": o.to_dict(), "resolved": r, "base_encoder": base_fp.to_dict(),
+              "base_encoder_id": base_fp.id, "encoder_model": o.encoder_model,
+              "head": {"name": o.head, "in_dim": encoder.info.dim,
+                       "n_outputs": targets.n_outputs, "options": asdict(head_options)},
+              "parameters": counts, "targets": asdict(targets)}
+
+    def step(m: EncoderHead, rows: np.ndarray):
+        with autocast(r["device"], r["dtype"]):
+            pred = m(tokens, rows)
+        loss = targets.loss(pred.float(), y[torch.from_numpy(rows)].to(pred.device))
+        return loss, len(rows), tokens_of(tokens, rows)
+
+    def score(m: EncoderHead) -> float:
+        raw = predict_rows(m, tokens, val_rows, r["batch_tokens"], r["dtype"])
+        value = split_metrics(targets, y_raw[val_rows], raw).get(targets.metric)
+        return -math.inf if value is None or not math.isfinite(value) else value
+
+    trainer = Trainer(
+        model, opt, step=step, validate=score, max_epochs=o.epochs,
+        batches=lambda epoch: epoch_steps(tokens, splits["train"], o.batch_size,
+                                          r["batch_tokens"], encoder.n_specials,
+                                          np.random.default_rng([o.seed, epoch])),
+        callbacks=[EarlyStopping(o.patience), PlateauLR(opt, o.lr_patience),
+                   CsvLog(run.log_path), Checkpoint(run.checkpoint_path, key),
+                   StepProgress(echo), ProgressLine(echo, targets.metric, o.epochs, every=0)])
+    resumed = _resume(run, trainer, key, echo)
+    run.write_config(record, status="running")
+    result = trainer.run()
+    if result.interrupted and trainer.best.state is None:  # stopped inside the first epoch
+        run.write_config(record, status="interrupted")
+        raise KeyboardInterrupt
+    echo(f"best validation {targets.metric} "
+         f"{result.best_score:.4f} at epoch {result.best_epoch}" if math.isfinite(
+             result.best_score) else "validation metric undefined in every epoch")
+
+    # the selected model: LoRA merged into the weights, saved as a normal model directory
+    if o.method == "lora":
+        model.network.save_pretrained(str(run.adapter_dir))
+        model.network = model.network.merge_and_unload()
+    encoder.save_pretrained(model.network, run.encoder_dir)
+    saved_fp = load_encoder(o.__class__(**{**o.to_dict(), "model": str(run.encoder_dir)}),
+                            r["device"]).fingerprint()
+    raw = predict_rows(model, tokens, np.arange(ds.frame.height), r["batch_tokens"], r["dtype"])
+    metrics = {"task": targets.task,
+               "val": split_metrics(targets, y_raw[splits["val"]], raw[splits["val"]]),
+               "test": (split_metrics(targets, y_raw[splits["test"]], raw[splits["test"]])
+                        if len(splits["test"]) and not result.interrupted else {}),
+               "best_epoch": result.best_epoch, "epochs": result.epochs,
+               "resumed_from_epoch": resumed, "val_is_train": not len(splits["val"]),
+               "interrupted": result.interrupted, "parameters": counts,
+               "seconds": round(time.perf_counter() - start, 3)}
+    ids, split_col = ds.frame["id"].to_list(), ds.frame["split"].to_list()
+    predictions = pl.DataFrame({"id": ids, "split": split_col} | targets.columns(raw, y_raw))
+    record |= {"encoder": saved_fp.to_dict(), "encoder_id": saved_fp.id,
+               "extract_command": extract_command(ds, o, run.encoder_dir.resolve())}
+    run.write_config(record, status="interrupted" if result.interrupted else "complete")
+    run.write_results(model.head, metrics, predictions, None)
+    if not result.interrupted:
+        run.checkpoint_path.unlink(missing_ok=True)  # finished: nothing to resume
+    return FinetuneResult(metrics, run.path, run.encoder_dir, result.interrupted, model)
+
+
+def _resume(run: RunDir, trainer: Trainer, key: str, echo) -> int:
+    """Continue from ``run``'s checkpoint when it belongs to this same finetune; returns the
+    epoch resumed from (0: a fresh start, the directory prepared anew)."""
+    path = run.checkpoint_path
+    if path.is_file():
+        try:
+            state = torch.load(path, weights_only=True)
+        except Exception as exc:  # truncated or damaged: start over, say so
+            echo(f"the checkpoint {path} cannot be read ({type(exc).__name__}); starting over")
+            state = None
+        if state is not None and state.get("key") == key:
+            trainer.load_state(state)
+            run.trim_log(trainer.epoch)
+            echo(f"resuming from the checkpoint after epoch {trainer.epoch} ({path})")
+            return trainer.epoch
+        if state is not None:
+            echo(f"{path} belongs to a finetune with other options or data; starting over")
+    run.prepare()
+    path.unlink(missing_ok=True)
+    return 0
+
+
+def extract_command(ds: Dataset, options: FinetuneOptions, encoder_dir: Path) -> str:
+    """The `biofuse extract` command that caches the finetuned encoder's embeddings."""
+    return shlex.join(["biofuse", "extract", str(ds.spec.path), "--modality", options.modality,
+                       "--model", str(encoder_dir), "--long", options.long_policy,
+                       *ds.spec.cli_flags(), "--cache", "CACHE"])
+
+
+def predict(run_dir: Path, config: dict, ds: Dataset, device: str | None = None) -> np.ndarray:
+    """Raw outputs of a finetune run's encoder and head for every row of ``ds``."""
+    run = RunDir(run_dir)
+    o = from_dict(FinetuneOptions, {**config["finetune"], "model": str(run.encoder_dir),
+                                    "device": device})
+    r = o.resolved()
+    encoder = load_encoder(o, r["device"])
+    spec = config["head"]
+    head = HEADS[spec["name"]](spec["in_dim"], spec["n_outputs"], **spec["options"])
+    head.load_state_dict(run.load_weights())
+    model = EncoderHead(encoder, encoder.model.float().to(r["device"]), head.to(r["device"]))
+    tokens = Tokens.of(encoder, ds.frame[Modality.parse(o.modality).column].to_list(),
+                       o.long_policy, o.window_overlap, str(ds.spec.path))
+    return predict_rows(model, tokens, np.arange(ds.frame.height), r["batch_tokens"],
+                        config["resolved"]["dtype"])
+
+
+__all__ = ["DTYPES", "METHODS", "FinetuneOptions", "FinetuneResult", "finetune", "predict"]
