@@ -78,7 +78,10 @@ def save_model(name: str, path: Path) -> Path:
                              num_attention_heads=heads, intermediate_size=inter,
                              max_position_embeddings=1026, position_embedding_type="rotary",
                              token_dropout=True, pad_token_id=1, mask_token_id=32,
-                             emb_layer_norm_before=False)).save_pretrained(path)
+                             emb_layer_norm_before=False,
+                             # as published: ESM-2 trains without dropout (matters to finetuning)
+                             hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+                             )).save_pretrained(path)
     (path / "vocab.txt").write_text("\n".join(ESM2_VOCAB))
     return path
 

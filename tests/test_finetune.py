@@ -284,8 +284,7 @@ def test_a_checkpoint_of_other_options_is_not_resumed(esm_dir, table, tmp_path):
 
 
 def test_progress_within_an_epoch_says_how_fast_and_how_long():
-    from biofuse.pipeline.finetune import StepProgress
-    from biofuse.pipeline.trainer import StepLog
+    from biofuse.pipeline.trainer import StepLog, StepProgress
 
     lines = []
     progress = StepProgress(lines.append, every=0)
@@ -293,3 +292,77 @@ def test_progress_within_an_epoch_says_how_fast_and_how_long():
                                        loss=0.5, seconds=12.0))
     assert lines == ["epoch 1: step 3/10, 96 rows, 800 tokens/s, train loss 0.5000, 28 s left "
                      "in the epoch"]
+
+
+def _finetune_toml(tmp_path, esm_dir, table, finetune_lines):
+    path = tmp_path / "exp.toml"
+    path.write_text("\n".join([
+        "seeds = [0]", 'cache = "cache"',
+        "[datasets.prot]", f'path = "{table}"', 'protein_col = "prot"',
+        "[encoders]", f'protein = "{esm_dir}"',
+        "[extract]", 'dtype = "fp32"',
+        "[[fit]]", 'fusion = "none"', 'modalities = ["protein"]', "epochs = 3",
+        "textcnn = { channels = 16 }",
+        "[[finetune]]", *finetune_lines]) + "\n")
+    return path
+
+
+def test_an_experiment_grid_runs_probing_lora_and_full_and_reports_them(esm_dir, table,
+                                                                       tmp_path):
+    from biofuse.pipeline.experiment import load_experiment
+
+    path = _finetune_toml(tmp_path, esm_dir, table, [
+        'modality = "protein"', f'model = "{esm_dir}"', 'method = ["lora", "full"]',
+        "lora_rank = [2, 4]", "epochs = 2", 'dtype = "fp32"', "textcnn = { channels = 16 }"])
+    exp = load_experiment(path)
+    kinds = sorted(t.method for t in exp.tasks)
+    # full ignores the rank axis: one full run, two LoRA runs, one frozen probe
+    assert kinds == ["finetune-full", "finetune-lora", "finetune-lora", "none"]
+    res = CliRunner().invoke(main, ["run", str(path), "--out", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    assert "epoch 2/2" in res.output  # a finetune's progress reaches the user
+    results = pl.read_csv(tmp_path / "out" / "results.csv")
+    assert sorted(results["fusion"].to_list()) == ["finetune-full", "finetune-lora",
+                                                   "finetune-lora", "none"]
+    assert results["test_mean"].null_count() == 0
+    runs = sorted(p.name for p in (tmp_path / "out" / "runs" / "prot").iterdir())
+    assert sum(name.startswith("finetune-lora-textcnn-s0-") for name in runs) == 2
+    again = CliRunner().invoke(main, ["run", str(path), "--out", str(tmp_path / "out")])
+    assert "fits: 0 to run, 4 already finished" in again.output, again.output
+
+    res = CliRunner().invoke(main, ["report", str(tmp_path / "out"), "--out",
+                                    str(tmp_path / "report")])
+    assert res.exit_code == 0, res.output
+    page = (tmp_path / "report" / "report.md").read_text()
+    assert "probing vs finetuning" in page
+    for label in ("probing (frozen)", "LoRA", "full finetuning"):
+        assert f"| {esm_dir.name} | {label} |" in page
+
+
+def test_a_finetune_grid_of_a_non_transformer_is_a_problem_of_the_file(esm_dir, table,
+                                                                       tmp_path):
+    from biofuse.pipeline.experiment import ExperimentError, load_experiment
+
+    path = _finetune_toml(tmp_path, esm_dir, table, [
+        'modality = "protein"', 'model = "onehot"', "lora_rnak = 4", "lora_rank = 0"])
+    with pytest.raises(ExperimentError) as info:
+        load_experiment(path)
+    text = "\n".join(info.value.problems)
+    assert "'lora_rnak' (did you mean 'lora_rank'?)" in text
+    assert "--lora-rank 0 is out of range" in text
+
+
+def test_long_sequences_are_windowed_or_truncated_as_asked(esm_dir):
+    enc = build_encoder(EncoderRequest(model=str(esm_dir), modality="protein"))
+    seqs = ["M" * 30, "A" * 150]  # the tiny model's context is 64 tokens
+    windowed = Tokens.of(enc, seqs, "window", 16, "t")
+    assert (windowed.windowed, windowed.truncated) == (1, 0)
+    assert windowed.lengths.tolist() == [30, 150]
+    assert len(windowed.units[1]) == 3 and all(len(u) <= 64 for u in windowed.units[1])
+    truncated = Tokens.of(enc, seqs, "truncate", 16, "t")
+    assert (truncated.windowed, truncated.truncated) == (0, 1)
+    assert truncated.lengths.tolist() == [30, 64] and len(truncated.units[1]) == 1
+    from biofuse.errors import DataError
+
+    with pytest.raises(DataError, match="1 of 2 rows of t have no protein"):
+        Tokens.of(enc, ["MA", None], "window", 16, "t")

@@ -20,6 +20,12 @@ rna = ["onehot", "onehot_codon"]
 fusion = ["concat", "mil"]
 lr = [1e-3, 3e-3]
 mil = { dim = [128, 600] }       # a method's own options, in a table named after it
+
+[[finetune]]                     # optional: encoders trained end to end (FinetuneOptions)
+modality = "protein"
+model = "esm2_t12_35M"
+method = ["lora", "full"]
+lora_rank = [16, 64]             # an axis; full finetunes ignore it (one run each)
 ```
 
 :func:`load_experiment` reports every problem of the file at once (unknown keys with the closest
@@ -30,10 +36,8 @@ options) as one :class:`ExperimentError`; nothing runs until the file is clean.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import itertools
 import json
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,12 +48,25 @@ from biofuse.errors import BiofuseError, ConfigError
 from biofuse.fusion import FUSIONS
 from biofuse.heads import HEADS
 from biofuse.modality import Modality
-from biofuse.options import _base_type, from_dict, option_fields
+from biofuse.options import from_dict, option_fields
 from biofuse.pipeline.data import Dataset, DataSpec, load_dataset
 from biofuse.pipeline.extract import ExtractOptions
+from biofuse.pipeline.finetune_grid import FinetuneTask, expand_finetune
 from biofuse.pipeline.fit import FitOptions, unused_search_fields
+from biofuse.pipeline.grid import (
+    Problems,
+    checked_names,
+    encoder_name,
+    grid,
+    jsonable,
+    seeds_of,
+    store_ids,
+    table_of,
+    tuple_fields,
+)
 
-TOP_KEYS = ("name", "out", "cache", "seeds", "datasets", "encoders", "extract", "fit")
+TOP_KEYS = ("name", "out", "cache", "seeds", "datasets", "encoders", "extract", "fit",
+            "finetune")
 DATASET_KEYS = tuple(f.name for f in dataclasses.fields(DataSpec) if f.name != "labels") + (
     "reference", "split_from")
 #: [extract] keys: every ExtractOptions field but the model, which [encoders] names
@@ -58,6 +75,7 @@ EXTRACT_KEYS = tuple(f.name for f in option_fields(ExtractOptions) if f.name != 
 FIT_FIELDS = tuple(f.name for f in option_fields(FitOptions)
                    if f.name not in ("encoders", "fusion_options", "head_options", "threads"))
 FIT_KEYS = (*FIT_FIELDS, "name", "datasets", "encoders", *sorted(FUSIONS), *sorted(HEADS))
+
 
 
 class ExperimentError(ConfigError):
@@ -88,8 +106,21 @@ class FitTask:
     options: dict[str, Any] = field(hash=False)  # FitOptions keyword arguments, encoders aside
     encoders: dict[str, str] = field(hash=False)  # modality -> encoder name / dir / store id
 
+    kind = "fit"
+
     def fit_options(self, **extra: Any) -> FitOptions:
         return from_dict(FitOptions, {**self.options, "encoders": self.encoders, **extra})
+
+    resolved = fit_options
+
+    @property
+    def method(self) -> str:
+        """What the results tables call the way the model was made: the fusion."""
+        return self.options["fusion"]
+
+    @property
+    def modalities(self) -> list[str]:
+        return self.options["modalities"]
 
     def canonical(self) -> str:
         return json.dumps([self.dataset, self.options, self.encoders], sort_keys=True,
@@ -104,30 +135,11 @@ class Experiment:
     cache: Path | None
     datasets: dict[str, DatasetEntry]
     extract: dict[str, Any]
-    tasks: list[FitTask]
+    tasks: list[FitTask | FinetuneTask]
     loaded: dict[str, Dataset] = field(default_factory=dict, repr=False)
 
     def extract_options(self, model: str) -> ExtractOptions:
         return from_dict(ExtractOptions, {**self.extract, "model": model})
-
-
-class _Problems:
-    """The problems found so far, and what validation needs to know (the cache's store ids)."""
-
-    def __init__(self) -> None:
-        self.items: list[str] = []
-        self.store_ids: set[str] = set()
-
-    def add(self, message: str) -> None:
-        if message not in self.items:
-            self.items.append(message)
-
-    def unknown_keys(self, where: str, table: dict, known: tuple[str, ...]) -> None:
-        for key in table:
-            if key not in known:
-                close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-                hint = f"did you mean '{close[0]}'?" if close else "known keys: " + ", ".join(known)
-                self.add(f"{where}: unknown key '{key}' ({hint})")
 
 
 def load_experiment(path: str | Path, *, out: str | Path | None = None,
@@ -146,30 +158,30 @@ def load_experiment(path: str | Path, *, out: str | Path | None = None,
                           "Fix the place it names; docs/experiments.md has a complete "
                           "example.") from None
     base = path.parent
-    p = _Problems()
+    p = Problems()
     p.unknown_keys("top level", doc, TOP_KEYS)
     cache_dir = Path(cache) if cache is not None else (
         base / str(doc["cache"]) if "cache" in doc else None)
     cache_dir = cache_dir.resolve() if cache_dir is not None else None
-    p.store_ids = _store_ids(cache_dir)
-    seeds = _seeds(doc.get("seeds", [0]), "seeds", p)
+    p.store_ids = store_ids(cache_dir)
+    seeds = seeds_of(doc.get("seeds", [0]), "seeds", p)
     datasets = _datasets(doc.get("datasets"), base, p)
     encoders = _encoder_lists(doc.get("encoders", {}), "[encoders]", base, p)
-    extract = _table(doc.get("extract", {}), "[extract]", p)
+    extract = table_of(doc.get("extract", {}), "[extract]", p)
     p.unknown_keys("[extract]", extract, EXTRACT_KEYS)
     if not any(k not in EXTRACT_KEYS for k in extract):
         try:
             from_dict(ExtractOptions, extract)
         except BiofuseError as exc:
             p.add(f"[extract]: {exc}")
-    fits = doc.get("fit", [{}])
-    fits = [fits] if isinstance(fits, dict) else fits
-    if not isinstance(fits, list) or not all(isinstance(t, dict) for t in fits):
-        p.add("'fit' must be a table ([fit]) or a list of tables ([[fit]])")
-        fits = []
-    tasks: list[FitTask] = []
+    fits = _tables(doc.get("fit", [] if "finetune" in doc else [{}]), "fit", p)
+    tasks: list[FitTask | FinetuneTask] = []
     for i, table in enumerate(fits, 1):
         tasks += _expand(table, i, datasets, encoders, seeds, base, p)
+    finetunes = _tables(doc.get("finetune", []), "finetune", p)
+    for i, table in enumerate(finetunes, 1):
+        tasks += expand_finetune(table, i, datasets, seeds, base, p)
+    fits += finetunes
     if datasets and fits and not tasks and not p.items:
         p.add("the grid is empty: no [[fit]] table applies to any dataset")
     loaded = {}
@@ -191,29 +203,21 @@ def load_experiment(path: str | Path, *, out: str | Path | None = None,
                       extract, unique, loaded)
 
 
-def _table(value: Any, where: str, p: _Problems) -> dict:
-    if isinstance(value, dict):
-        return value
-    p.add(f"{where} must be a table of key = value lines")
-    return {}
+def _tables(value: Any, key: str, p: Problems) -> list[dict]:
+    value = [value] if isinstance(value, dict) else value
+    if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+        p.add(f"'{key}' must be a table ([{key}]) or a list of tables ([[{key}]])")
+        return []
+    return value
 
 
-def _seeds(value: Any, where: str, p: _Problems) -> list[int]:
-    values = value if isinstance(value, list) else [value]
-    if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
-                             for v in values):
-        p.add(f"{where} = {value!r} must be a non-negative whole number or a list of them")
-        return [0]
-    return values
-
-
-def _datasets(value: Any, base: Path, p: _Problems) -> dict[str, DatasetEntry]:
+def _datasets(value: Any, base: Path, p: Problems) -> dict[str, DatasetEntry]:
     if value is None:
         p.add("no [datasets.NAME] table: name at least one dataset (path = ..., and its "
               "column options)")
         return {}
     out = {}
-    for name, table in _table(value, "[datasets]", p).items():
+    for name, table in table_of(value, "[datasets]", p).items():
         where = f"[datasets.{name}]"
         if not isinstance(table, dict):
             p.add(f"{where} must be a table (path = ..., sequence_col = ...)")
@@ -244,8 +248,8 @@ def _datasets(value: Any, base: Path, p: _Problems) -> dict[str, DatasetEntry]:
     return out
 
 
-def _encoder_lists(value: Any, where: str, base: Path, p: _Problems) -> dict[Modality, list[str]]:
-    table = _table(value, where, p)
+def _encoder_lists(value: Any, where: str, base: Path, p: Problems) -> dict[Modality, list[str]]:
+    table = table_of(value, where, p)
     p.unknown_keys(where, table, tuple(str(m) for m in Modality))
     out = {}
     for key, names in table.items():
@@ -257,72 +261,13 @@ def _encoder_lists(value: Any, where: str, base: Path, p: _Problems) -> dict[Mod
         if not names or not all(isinstance(n, str) and n for n in names):
             p.add(f"{where}: {key} = {names!r} must be an encoder name or a list of them")
             continue
-        out[m] = [_encoder_name(n, m, f"{where} {key}", base, p) for n in names]
+        out[m] = [encoder_name(n, m, f"{where} {key}", base, p) for n in names]
     return out
-
-
-def _encoder_name(name: str, modality: Modality, where: str, base: Path, p: _Problems) -> str:
-    """A registered name as is, a model directory relative to the experiment file made
-    absolute; anything else is named as a problem (hub ids with '/' are taken on trust)."""
-    from biofuse.pipeline.encoders import encoder_info, names_for
-
-    try:
-        if encoder_info(name, modality) is not None:
-            return name
-    except BiofuseError as exc:
-        p.add(f"{where}: {exc}")
-        return name
-    local = base / name
-    if local.is_dir():
-        return str(local.resolve())
-    if Path(name).is_dir() or "/" in name or name in p.store_ids:  # a directory, hub id, store
-        return name
-    close = difflib.get_close_matches(name, names_for(modality), n=1, cutoff=0.5)
-    p.add(f"{where}: unknown {modality} encoder '{name}' ("
-          + (f"did you mean '{close[0]}'?" if close else
-             "registered: " + ", ".join(names_for(modality)))
-          + "; a model directory or hub id works too)")
-    return name
-
-
-def _store_ids(cache_dir: Path | None) -> set[str]:
-    from biofuse.cache import EmbeddingCache, default_cache_dir
-
-    root = Path(cache_dir or default_cache_dir())
-    try:
-        return set(EmbeddingCache(root).fingerprint_ids()) if root.is_dir() else set()
-    except BiofuseError:
-        return set()
-
-
-def _axis(key: str, value: Any, is_tuple: bool) -> list[Any]:
-    """The values a grid key takes. A list is an axis; for a tuple-valued option (kernels,
-    entropy_weights) a list of numbers is one value and a list of lists the axis; for
-    ``modalities`` every element (a "dna,rna" string or a list) is one value."""
-    if key == "modalities":
-        return value if isinstance(value, list) else [value]
-    if is_tuple:
-        if isinstance(value, list) and value and all(isinstance(v, list) for v in value):
-            return value
-        return [value if isinstance(value, list) else [value]]
-    return value if isinstance(value, list) else [value]
-
-
-def _grid(table: dict, fields: dict[str, bool]) -> list[dict[str, Any]]:
-    """Every combination of the table's values (``fields``: name -> is a tuple option)."""
-    keys = [k for k in table if k in fields]
-    axes = [_axis(k, table[k], fields[k]) for k in keys]
-    return [dict(zip(keys, combo)) for combo in itertools.product(*axes)]
-
-
-def _tuple_fields(cls) -> dict[str, bool]:
-    hints = typing.get_type_hints(cls)
-    return {f.name: _base_type(hints[f.name]) is tuple for f in option_fields(cls)}
 
 
 def _expand(table: dict, index: int, datasets: dict[str, DatasetEntry],
             encoders: dict[Modality, list[str]], seeds: list[int], base: Path,
-            p: _Problems) -> list[FitTask]:
+            p: Problems) -> list[FitTask]:
     name = str(table.get("name", f"fit{index}"))
     where = f"[[fit]] '{name}'" if "name" in table else f"[[fit]] #{index}"
     p.unknown_keys(where, table, FIT_KEYS)
@@ -330,8 +275,8 @@ def _expand(table: dict, index: int, datasets: dict[str, DatasetEntry],
         if isinstance(value, list) and not value:
             p.add(f"{where}: {key} is an empty list")
             return []
-    fusions = _names(table.get("fusion", FitOptions.fusion), FUSIONS, f"{where} fusion", p)
-    heads = _names(table.get("head", "textcnn"), HEADS, f"{where} head", p)
+    fusions = checked_names(table.get("fusion", FitOptions.fusion), FUSIONS, f"{where} fusion", p)
+    heads = checked_names(table.get("head", "textcnn"), HEADS, f"{where} head", p)
     for method in [*FUSIONS, *HEADS]:
         if method in table:
             if not isinstance(table[method], dict):
@@ -344,18 +289,18 @@ def _expand(table: dict, index: int, datasets: dict[str, DatasetEntry],
                 p.unknown_keys(f"{where} {method}", table[method],
                                tuple(f.name for f in option_fields(cls)))
     own = _encoder_lists(table.get("encoders", {}), f"{where} encoders", base, p)
-    wanted = _names(table.get("datasets", list(datasets)), datasets, f"{where} datasets", p)
+    wanted = checked_names(table.get("datasets", list(datasets)), datasets, f"{where} datasets", p)
     if "seed" in table:
-        _seeds(table["seed"], f"{where} seed", p)
-    fit_fields = {k: v for k, v in _tuple_fields(FitOptions).items() if k in FIT_FIELDS}
-    base_grid = _grid({**table, "seed": table.get("seed", seeds)}, fit_fields)
+        seeds_of(table["seed"], f"{where} seed", p)
+    fit_fields = {k: v for k, v in tuple_fields(FitOptions).items() if k in FIT_FIELDS}
+    base_grid = grid({**table, "seed": table.get("seed", seeds)}, fit_fields)
     tasks = []
     for fusion, head in itertools.product(fusions, heads):
         f_cls, h_cls = FUSIONS[fusion].Options, HEADS[head].Options
-        f_opts = _grid(table.get(fusion, {}) if isinstance(table.get(fusion), dict) else {},
-                       _tuple_fields(f_cls))
-        h_opts = _grid(table.get(head, {}) if isinstance(table.get(head), dict) else {},
-                       _tuple_fields(h_cls))
+        f_opts = grid(table.get(fusion, {}) if isinstance(table.get(fusion), dict) else {},
+                       tuple_fields(f_cls))
+        h_opts = grid(table.get(head, {}) if isinstance(table.get(head), dict) else {},
+                       tuple_fields(h_cls))
         for opts, fo, ho in itertools.product(base_grid, f_opts, h_opts):
             options = {**opts, "fusion": fusion, "head": head, "fusion_options": fo,
                        "head_options": ho}
@@ -371,26 +316,5 @@ def _expand(table: dict, index: int, datasets: dict[str, DatasetEntry],
                              or [m.default_encoder]] for m in resolved.modalities]
             for combo in itertools.product(*per_modality):
                 for ds in wanted:
-                    tasks.append(FitTask(ds, name, _jsonable(options), dict(combo)))
+                    tasks.append(FitTask(ds, name, jsonable(options), dict(combo)))
     return tasks
-
-
-def _names(value: Any, known, where: str, p: _Problems) -> list[str]:
-    values = value if isinstance(value, list) else [value]
-    good = []
-    for v in values:
-        if v in known:
-            good.append(v)
-            continue
-        close = difflib.get_close_matches(str(v), list(known), n=1, cutoff=0.5)
-        p.add(f"{where}: unknown '{v}' (" + (f"did you mean '{close[0]}'?" if close else
-                                             "known: " + ", ".join(known)) + ")")
-    return good
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value

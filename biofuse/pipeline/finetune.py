@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import shlex
 import time
 from dataclasses import asdict, dataclass, field
@@ -53,15 +52,18 @@ from biofuse.pipeline.metrics import split_metrics
 from biofuse.pipeline.rundir import RunDir
 from biofuse.pipeline.targets import make_targets
 from biofuse.pipeline.trainer import (
-    Callback,
+    Checkpoint,
     CsvLog,
     EarlyStopping,
     PlateauLR,
     ProgressLine,
+    StepProgress,
     Trainer,
 )
 
 METHODS = ("lora", "full")
+#: encoder families finetune trains (transformers with the BERT layer layout)
+FINETUNABLE = ("esm2", "nt", "rnafm")
 #: the encoder's learning rate when --backbone-lr is not given: the Bridging paper's 5e-5 for
 #: full finetuning; LoRA adapters start at zero and need a larger step (tested in bench/)
 DEFAULT_BACKBONE_LR = {"full": 5e-5, "lora": 5e-4}
@@ -85,7 +87,8 @@ class FinetuneOptions:
                             max=4096)
     lora_alpha: float | None = option(None, "LoRA scaling numerator (updates scale by "
                                       "alpha/rank). Default: twice the rank.", above=0)
-    lora_dropout: float = option(0.1, "Dropout on the LoRA adapters' input.", min=0, max=0.95)
+    lora_dropout: float = option(0.0, "Dropout on the LoRA adapters' input (0.1 made a CPU "
+                                 "step 1.4x slower: docs/finetune.md).", min=0, max=0.95)
     lr: float = option(1e-3, "Learning rate of the head.", above=0, max=10)
     backbone_lr: float | None = option(
         None, "Learning rate of what trains in the encoder (its weights for full, the "
@@ -184,7 +187,7 @@ def load_encoder(options: FinetuneOptions, device: str):
     """The base encoder, checked to be one finetune can train."""
     model, modality = options.encoder_model, Modality.parse(options.modality)
     info = encoder_info(model, modality)
-    if info is not None and info.family not in ("esm2", "nt", "rnafm"):
+    if info is not None and info.family not in FINETUNABLE:
         raise ConfigError(f"{model} is not a transformer encoder, so it cannot be finetuned "
                           f"({info.description}).",
                           "Finetune esm2_*, nt_* or rnafm (or a model directory of those "
@@ -194,41 +197,6 @@ def load_encoder(options: FinetuneOptions, device: str):
                              long_policy=options.long_policy,
                              window_overlap=options.window_overlap)
     return build_encoder(request)
-
-
-class StepProgress(Callback):
-    """Within an epoch, a line every ``every`` seconds: steps, rows, tokens/s, loss, time left."""
-
-    def __init__(self, echo, every: float = 10.0):
-        self.echo, self.every, self.last = echo, every, time.perf_counter()
-
-    def on_step_end(self, trainer, step):
-        now = time.perf_counter()
-        if now - self.last < self.every or step.step == step.steps:
-            return
-        self.last = now
-        left = step.seconds / step.step * (step.steps - step.step)
-        self.echo(f"epoch {step.epoch}: step {step.step}/{step.steps}, {step.examples} rows, "
-                  f"{step.tokens / max(step.seconds, 1e-9):,.0f} tokens/s, train loss "
-                  f"{step.loss:.4f}, {_duration(left)} left in the epoch")
-
-
-class Checkpoint(Callback):
-    """After every epoch: the trainer's state, so the same command continues after a crash or
-    Ctrl-C. Written to a temporary file and renamed, so a kill never leaves half of one."""
-
-    def __init__(self, path: Path, key: str):
-        self.path, self.key = path, key
-
-    def on_epoch_end(self, trainer, log):
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        torch.save({"key": self.key, **trainer.state()}, tmp)
-        os.replace(tmp, self.path)
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 60} min {seconds % 60} s" if seconds >= 60 else f"{seconds} s"
 
 
 def _run_key(ds: Dataset, options: FinetuneOptions, base_fingerprint: str) -> str:

@@ -124,10 +124,49 @@ def _dataset_section(dataset: str, table: pl.DataFrame, runs: pl.DataFrame, refs
         png = plots.comparison(ours, published, metric, f"{dataset}: test {metric}",
                                out / f"{dataset}-comparison.png")
         md += [f"![{dataset}: ours beside published]({png.name})", ""]
+    md += _finetune_section(dataset, table, published)
     chosen = table.filter(pl.col("chosen"))
     if chosen.height:
         md += _chosen_views(dataset, chosen.row(0, named=True), runs, out, cache, examples)
     return md
+
+
+#: encoder name prefix -> the model family's name in the Bridging paper's table
+_FAMILIES = {"esm2": "ESM-2", "nt_": "NT", "rnafm": "RNA-FM"}
+#: how each way of training an encoder is called in our results and in the Bridging paper
+_TRAINING = (("none", "probing (frozen)", "probing"), ("finetune-lora", "LoRA", "LoRA"),
+             ("finetune-full", "full finetuning", "full FT"))
+
+
+def _finetune_section(dataset: str, table: pl.DataFrame, published: pl.DataFrame) -> list[str]:
+    """Per encoder that was finetuned: frozen probing vs LoRA vs full (each the best
+    configuration on validation), beside the Bridging paper's numbers for the same family."""
+    tuned = table.filter(pl.col("fusion").str.starts_with("finetune-"))
+    if not tuned.height:
+        return []
+    metric = next((m for m in table["metric"].to_list() if m), "spearman")
+    md = [f"### {dataset}: probing vs finetuning", "",
+          "Each encoder frozen (`fusion = \"none\"` on its cached embeddings), with LoRA "
+          "adapters, and fully finetuned: the best configuration of each on validation; test "
+          f"{metric} mean ± std over seeds.", "",
+          "| encoder | training | options | val | test | Bridging (published) |",
+          "|---|---|---|---|---|---|"]
+    for encoder in dict.fromkeys(tuned["encoders"].to_list()):
+        name = encoder.split("=", 1)[-1]
+        family = next((f for prefix, f in _FAMILIES.items() if name.startswith(prefix)), None)
+        for fusion, label, paper in _TRAINING:
+            rows = table.filter((pl.col("encoders") == encoder) & (pl.col("fusion") == fusion)
+                                ).sort("val_mean", descending=True, nulls_last=True)
+            ref = published.filter(pl.col("method") == f"{paper} {family}") if family else None
+            ref_text = (f"{ref['value'][0]:.3f}" if ref is not None and ref.height else "—")
+            if not rows.height:
+                md.append(f"| {name} | {label} | not run | | | {ref_text} |")
+                continue
+            r = rows.row(0, named=True)
+            md.append(f"| {name} | {label} | {r['options'] or ''} | "
+                      f"{pm(r['val_mean'], r['val_std'])} | {pm(r['test_mean'], r['test_std'])} "
+                      f"| {ref_text} |")
+    return md + [""]
 
 
 def _chosen_runs(runs: pl.DataFrame, config_id: str) -> pl.DataFrame:
@@ -197,6 +236,9 @@ def _attribution(dataset: str, label: str, run_dir: Path, out: Path, cache,
     from biofuse.pipeline.rundir import RunDir
 
     try:
+        if RunDir(run_dir).read_config().get("kind") == "finetune":
+            return ["(No attribution view for a finetuned encoder: attribution reads cached "
+                    "embeddings; extract the run's encoder and fit on it to get one.)", ""]
         saved = RunDir(run_dir).load()
         ds = load_dataset(from_dict(DataSpec, saved.config["data"]))
         rows = np.flatnonzero(ds.frame["split"].to_numpy() == "test")[:examples]

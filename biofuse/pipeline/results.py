@@ -39,14 +39,22 @@ def read_run(run_dir: Path) -> dict[str, Any]:
         row["status"], row["error"] = "failed", error.read_text().split("\n\n")[0].strip()
     if config is None:
         return row
-    fit = config.get("fit", {})
     row.update(dataset=Path(config.get("data", {}).get("path", "?")).stem,
-               dataset_hash=config.get("dataset_hash"), fusion=fit.get("fusion"),
-               head=fit.get("head"), modalities="+".join(fit.get("modalities", [])),
-               encoders=" ".join(f"{m}={e}" for m, e in fit.get("encoders", {}).items()),
-               seed=fit.get("seed"),
-               options_json=json.dumps(_options(fit, config.get("model")), sort_keys=True),
-               config_id=_config_id(config))
+               dataset_hash=config.get("dataset_hash"), config_id=_config_id(config))
+    if config.get("kind") == "finetune":
+        ft = config.get("finetune", {})
+        row.update(fusion=f"finetune-{ft.get('method')}", head=ft.get("head"),
+                   modalities=ft.get("modality"),
+                   encoders=f"{ft.get('modality')}={Path(str(ft.get('model'))).name}",
+                   seed=ft.get("seed"),
+                   options_json=json.dumps(_finetune_options(ft), sort_keys=True))
+    else:
+        fit = config.get("fit", {})
+        row.update(fusion=fit.get("fusion"), head=fit.get("head"),
+                   modalities="+".join(fit.get("modalities", [])),
+                   encoders=" ".join(f"{m}={e}" for m, e in fit.get("encoders", {}).items()),
+                   seed=fit.get("seed"),
+                   options_json=json.dumps(_options(fit, config.get("model")), sort_keys=True))
     if row["status"] != "failed":
         row["status"] = config.get("status", "running")
     try:
@@ -81,8 +89,22 @@ def _options(fit: dict, model: dict | None = None) -> dict[str, Any]:
     return out
 
 
+#: finetune options that are columns of their own (or not part of a configuration)
+_FINETUNE_OWN = ("modality", "model", "method", "head", "seed", "threads", "head_options",
+                 "device")
+
+
+def _finetune_options(ft: dict) -> dict[str, Any]:
+    """A finetune's options as flat ``key: value`` (its head's as ``head.key``); LoRA's options
+    only for LoRA runs."""
+    out = {k: v for k, v in ft.items() if k not in _FINETUNE_OWN
+           and not (ft.get("method") == "full" and k.startswith("lora_"))}
+    return out | {f"{ft.get('head')}.{k}": v for k, v in (ft.get("head_options") or {}).items()}
+
+
 def _config_id(config: dict) -> str:
-    fit = {k: v for k, v in config.get("fit", {}).items() if k not in ("seed", "threads")}
+    section = config.get("finetune") if config.get("kind") == "finetune" else config.get("fit")
+    fit = {k: v for k, v in (section or {}).items() if k not in ("seed", "threads")}
     stores = {m: e.get("store") for m, e in (config.get("encoders") or {}).items()}
     doc = [config.get("dataset_hash"), stores, fit]
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
@@ -110,26 +132,33 @@ def runs_table(plan) -> pl.DataFrame:
         row = read_run(f.run_dir)
         t = f.task
         row.update(dataset=t.dataset, group=t.group, config_id=f.config_id,
-                   fusion=t.options["fusion"], head=t.options["head"],
-                   modalities="+".join(t.options["modalities"]),
+                   fusion=t.method, head=t.options["head"], modalities="+".join(t.modalities),
                    encoders=" ".join(f"{m}={Path(e).name}" for m, e in t.encoders.items()),
                    seed=t.options.get("seed", 0),
                    reference=plan.experiment.datasets[t.dataset].reference,
                    split_from=plan.experiment.datasets[t.dataset].split_from)
         if "options_json" not in row:
-            row["options_json"] = json.dumps(_options(t.fit_options().to_dict()), sort_keys=True)
+            options = t.resolved().to_dict()
+            row["options_json"] = json.dumps(_finetune_options(options) if t.kind == "finetune"
+                                             else _options(options), sort_keys=True)
         rows.append(row)
     return runs_frame(rows)
 
 
 def _option_labels(frame: pl.DataFrame) -> pl.Series:
     """Per run, the options that differ between the runs of the table ("lr=0.003, mil.dim=128");
-    an option set everywhere to one value says nothing and is left out."""
+    an option set everywhere to one value says nothing and is left out. Fits and finetunes have
+    different options (and defaults), so each is compared with its own kind."""
     parsed = [json.loads(s) if s else {} for s in frame["options_json"].to_list()]
-    keys = sorted({k for p in parsed for k in p})
-    varying = [k for k in keys
-               if len({json.dumps(p.get(k), sort_keys=True) for p in parsed if k in p}) > 1]
-    labels = [", ".join(f"{k}={_value(p[k])}" for k in varying if k in p) for p in parsed]
+    kinds = [str(f or "").startswith("finetune-") for f in frame["fusion"].to_list()]
+    varying = {}
+    for kind in set(kinds):
+        group = [p for p, k in zip(parsed, kinds) if k == kind]
+        keys = sorted({k for p in group for k in p})
+        varying[kind] = [k for k in keys if len({json.dumps(p.get(k), sort_keys=True)
+                                                 for p in group if k in p}) > 1]
+    labels = [", ".join(f"{k}={_value(p[k])}" for k in varying[kind] if k in p)
+              for p, kind in zip(parsed, kinds)]
     return pl.Series("options", labels, dtype=pl.String)
 
 

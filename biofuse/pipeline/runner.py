@@ -4,6 +4,8 @@
    computes only what is missing.
 2. Fits: every fit is one task, named by a hash of its resolved configuration (dataset hash,
    encoder store ids, every fit option): ``OUT/runs/<dataset>/<fusion>-<head>-s<seed>-<hash>``.
+   A ``[[finetune]]`` grid's runs are tasks of the same kind
+   (``OUT/runs/<dataset>/finetune-<method>-<head>-s<seed>-<hash>``), without extraction.
    A finished run directory is skipped, so a killed run resumes and a grown grid runs only what
    is new. Fits run on a local Dask cluster sized to the machine, or on an existing scheduler
    whose workers see the cache and the output folder; with one worker they run in this process.
@@ -28,7 +30,7 @@ import polars as pl
 from biofuse.cache import EmbeddingCache, default_cache_dir
 from biofuse.errors import BiofuseError, ConfigError
 from biofuse.modality import Modality
-from biofuse.pipeline.experiment import Experiment, FitTask
+from biofuse.pipeline.experiment import Experiment, FinetuneTask, FitTask
 
 Echo = Callable[[str], None]
 ERROR = "error.txt"
@@ -63,7 +65,7 @@ class EncoderStage:
 
 @dataclass
 class PlannedFit:
-    task: FitTask
+    task: FitTask | FinetuneTask
     run_dir: Path
     run_id: str  # hash of the configuration, seed included
     config_id: str  # the same without the seed: the runs one row of the results averages
@@ -129,6 +131,8 @@ def make_plan(exp: Experiment, cache: Path | None = None) -> Plan:
     root = Path(cache or exp.cache or default_cache_dir())
     stages: dict[tuple[Modality, str], EncoderStage] = {}
     for task in exp.tasks:
+        if task.kind != "fit":  # a finetune reads sequences, not the cache
+            continue
         ds = exp.loaded[task.dataset]
         for m, enc in task.encoders.items():
             m = Modality.parse(m)
@@ -152,15 +156,16 @@ def make_plan(exp: Experiment, cache: Path | None = None) -> Plan:
     store_of = {(str(m), e): s.store_id for (m, e), s in stages.items()}
     fits = []
     for task in exp.tasks:
-        identity = {"dataset": exp.loaded[task.dataset].hash,
-                    "encoders": {m: store_of[(m, e)] for m, e in task.encoders.items()},
-                    "fit": {k: v for k, v in task.fit_options().to_dict().items()
-                            if k not in NOT_IN_HASH and k != "encoders"}}
+        options = {k: v for k, v in task.resolved().to_dict().items()
+                   if k not in NOT_IN_HASH and k != "encoders"}
+        identity = {"dataset": exp.loaded[task.dataset].hash, task.kind: options}
+        if task.kind == "fit":
+            identity["encoders"] = {m: store_of[(m, e)] for m, e in task.encoders.items()}
         run_id = _hash(identity)
-        identity["fit"].pop("seed")
-        o = task.options
+        options.pop("seed")
         run_dir = (exp.out / "runs" / task.dataset
-                   / f"{o['fusion']}-{o['head']}-s{o.get('seed', 0)}-{run_id[:10]}")
+                   / f"{task.method}-{options['head']}-s{task.options.get('seed', 0)}-"
+                     f"{run_id[:10]}")
         fits.append(PlannedFit(task, run_dir, run_id, _hash(identity), is_finished(run_dir)))
     return Plan(exp, root, list(stages.values()), fits)
 
@@ -188,11 +193,14 @@ def extract_stage(plan: Plan, *, scheduler: str | None, progress: bool, echo: Ec
 _DATASETS: dict[str, Any] = {}  # per process: DataSpec json -> Dataset (a grid reuses tables)
 
 
-def run_fit_task(spec: dict, options: dict, cache: str, run_dir: str) -> dict:
-    """One fit, on a worker or in process. Never raises: a failure comes back as a record (and
-    ``error.txt`` in the run directory) so the rest of the grid goes on."""
+def run_fit_task(spec: dict, options: dict, cache: str, run_dir: str, kind: str = "fit",
+                 echo: Echo | None = None) -> dict:
+    """One fit (or finetune, ``kind``), on a worker or in process. Never raises: a failure comes
+    back as a record (and ``error.txt`` in the run directory) so the rest of the grid goes on.
+    ``echo``: progress lines of a finetune run in process (they take minutes to hours)."""
     from biofuse.options import from_dict
     from biofuse.pipeline.data import DataSpec, load_dataset
+    from biofuse.pipeline.finetune import FinetuneOptions, finetune
     from biofuse.pipeline.fit import FitOptions, fit
 
     start = time.perf_counter()
@@ -202,7 +210,11 @@ def run_fit_task(spec: dict, options: dict, cache: str, run_dir: str) -> dict:
         if key not in _DATASETS:
             _DATASETS.clear()
             _DATASETS[key] = load_dataset(from_dict(DataSpec, spec))
-        result = fit(_DATASETS[key], from_dict(FitOptions, options), cache, out)
+        if kind == "finetune":
+            result = finetune(_DATASETS[key], from_dict(FinetuneOptions, options), out,
+                              echo=echo or (lambda s: None))
+        else:
+            result = fit(_DATASETS[key], from_dict(FitOptions, options), cache, out)
         (out / ERROR).unlink(missing_ok=True)
         status = "interrupted" if result.interrupted else "complete"
         return {"status": status, "seconds": time.perf_counter() - start,
@@ -289,8 +301,8 @@ def fit_stage(plan: Plan, *, workers: int | None, scheduler: str | None, echo: E
     # on an existing cluster, torch threads are the workers' own business (their machines)
     threads = None if scheduler else max(1, n_cores // n_workers)
     records: list[tuple[PlannedFit, dict]] = []
-    args = [(_spec_dict(exp, f.task), {**f.task.fit_options(threads=threads).to_dict()},
-             str(plan.cache.resolve()), str(f.run_dir.resolve())) for f in todo]
+    args = [(_spec_dict(exp, f.task), f.task.resolved(threads=threads).to_dict(),
+             str(plan.cache.resolve()), str(f.run_dir.resolve()), f.task.kind) for f in todo]
     if scheduler is None and n_workers == 1:
         echo(f"fits: {len(todo)} to run one after another in this process, {threads} torch "
              f"thread(s) each ({n_cores} cores; --workers N runs N at a time on Dask)")
@@ -298,7 +310,9 @@ def fit_stage(plan: Plan, *, workers: int | None, scheduler: str | None, echo: E
         for fit, a in zip(todo, args):
             if stop_after is not None and len(records) >= stop_after:
                 raise KeyboardInterrupt
-            record = run_fit_task(*a)
+            record = run_fit_task(*a, echo=lambda line, f=fit: echo(
+                f"  {f.task.dataset} {f.run_dir.name}: {line}") if f.task.kind == "finetune"
+                else None)
             records.append((fit, record))
             bar.finished(fit, record)
         return records
@@ -354,7 +368,7 @@ def _dask_fits(todo, args, n_workers, threads, n_cores, scheduler, echo, records
     return records
 
 
-def _spec_dict(exp: Experiment, task: FitTask) -> dict:
+def _spec_dict(exp: Experiment, task: FitTask | FinetuneTask) -> dict:
     from dataclasses import asdict
 
     spec = asdict(exp.datasets[task.dataset].spec)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -281,6 +282,41 @@ class ProgressLine(Callback):
         self.echo(f"{tags}epoch {log.epoch}/{self.max_epochs}: train loss {log.train_loss:.4f}, "
                   f"val {self.metric} {_fmt(log.val_score)}, best {_fmt(best.score)} "
                   f"(epoch {best.epoch}), {log.seconds:.2f} s/epoch")
+
+
+class StepProgress(Callback):
+    """Within an epoch, a line every ``every`` seconds: steps, rows, tokens/s, loss, time left."""
+
+    def __init__(self, echo, every: float = 10.0):
+        self.echo, self.every, self.last = echo, every, time.perf_counter()
+
+    def on_step_end(self, trainer, step):
+        now = time.perf_counter()
+        if now - self.last < self.every or step.step == step.steps:
+            return
+        self.last = now
+        left = step.seconds / step.step * (step.steps - step.step)
+        self.echo(f"epoch {step.epoch}: step {step.step}/{step.steps}, {step.examples} rows, "
+                  f"{step.tokens / max(step.seconds, 1e-9):,.0f} tokens/s, train loss "
+                  f"{step.loss:.4f}, {_duration(left)} left in the epoch")
+
+
+class Checkpoint(Callback):
+    """After every epoch: the trainer's state, so the same command continues after a crash or
+    Ctrl-C. Written to a temporary file and renamed, so a kill never leaves half of one."""
+
+    def __init__(self, path: Path, key: str):
+        self.path, self.key = path, key
+
+    def on_epoch_end(self, trainer, log):
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        torch.save({"key": self.key, **trainer.state()}, tmp)
+        os.replace(tmp, self.path)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60} min {seconds % 60} s" if seconds >= 60 else f"{seconds} s"
 
 
 def _fmt(v: float) -> str:
