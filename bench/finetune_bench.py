@@ -60,14 +60,9 @@ def _measure(config: dict, model_dir: str, steps: int, queue) -> None:
     import torch
 
     from biofuse.heads import HEADS
+    from biofuse.pipeline.embeddings import autocast
     from biofuse.pipeline.finetune import FinetuneOptions, build_network, load_encoder
-    from biofuse.pipeline.finetune_model import (
-        EncoderHead,
-        Tokens,
-        autocast,
-        epoch_steps,
-        predict_rows,
-    )
+    from biofuse.pipeline.finetune_model import EncoderHead, Tokens, epoch_steps, predict_rows
 
     torch.set_num_threads(config.get("threads", torch.get_num_threads()))
     ds = _dataset()
@@ -93,7 +88,7 @@ def _measure(config: dict, model_dir: str, steps: int, queue) -> None:
         opt.zero_grad()
         rows = sum(len(b) for b in micro)
         for batch in micro:
-            with autocast("cpu", o.dtype):
+            with autocast(o.dtype, "cpu"):
                 pred = model(tokens, batch)[:, 0].float()
             loss = ((pred - y[torch.from_numpy(batch)]) ** 2).mean() * (len(batch) / rows)
             loss.backward()

@@ -138,10 +138,12 @@ def load_inputs(ds: Dataset, encoders: Mapping[Modality, str], cache_root, *, al
     return ModelInputs(tables, grid, fps)
 
 
-def autocast(precision: str):
-    """The compute precision of a fusion model's forward: ``fp32``, or ``bf16`` autocast
-    (matmuls and convolutions in bfloat16, reductions and the loss in float32)."""
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+def autocast(precision: str, device: str = "cpu"):
+    """The compute precision of a model's forward on ``device``: ``fp32``, or ``bf16`` autocast
+    (matmuls and convolutions in bfloat16, reductions and the loss in float32; weights and the
+    optimizer stay float32)."""
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16,
+                          enabled=precision == "bf16")
 
 
 def predict_rows(model: torch.nn.Module, inputs: ModelInputs, rows: np.ndarray,

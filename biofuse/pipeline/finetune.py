@@ -30,6 +30,7 @@ from biofuse.heads import HEADS
 from biofuse.modality import Modality
 from biofuse.options import check, from_dict, option
 from biofuse.pipeline.data import Dataset
+from biofuse.pipeline.embeddings import autocast
 from biofuse.pipeline.encoders import (
     DTYPES,
     EncoderRequest,
@@ -41,7 +42,6 @@ from biofuse.pipeline.encoders import (
 from biofuse.pipeline.finetune_model import (
     EncoderHead,
     Tokens,
-    autocast,
     epoch_steps,
     lora_network,
     parameter_counts,
@@ -265,7 +265,7 @@ def finetune(ds: Dataset, options: FinetuneOptions, out: str | Path,
               "parameters": counts, "targets": asdict(targets)}
 
     def step(m: EncoderHead, rows: np.ndarray):
-        with autocast(r["device"], r["dtype"]):
+        with autocast(r["dtype"], r["device"]):
             pred = m(tokens, rows)
         loss = targets.loss(pred.float(), y[torch.from_numpy(rows)].to(pred.device))
         return loss, len(rows), tokens_of(tokens, rows)

@@ -20,6 +20,7 @@ from torch import nn
 
 from biofuse.errors import ConfigError, DataError
 from biofuse.pipeline.batching import stitch, windows
+from biofuse.pipeline.embeddings import autocast
 from biofuse.pipeline.encoders import Encoder
 
 
@@ -150,12 +151,6 @@ def parameter_counts(model: nn.Module) -> dict[str, int]:
     return {"trainable": trainable, "total": sum(p.numel() for p in model.parameters())}
 
 
-def autocast(device: str, dtype: str):
-    """bf16 autocast on ``device`` (weights stay fp32: the optimizer updates fp32 masters)."""
-    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16,
-                          enabled=dtype == "bf16")
-
-
 def predict_rows(model: EncoderHead, tokens: Tokens, rows: np.ndarray, budget: int,
                  dtype: str) -> np.ndarray:
     """Raw outputs [len(rows), outputs] of ``rows``, in order (no gradients)."""
@@ -164,7 +159,7 @@ def predict_rows(model: EncoderHead, tokens: Tokens, rows: np.ndarray, budget: i
     order = rows[np.argsort(tokens.lengths[rows], kind="stable")]
     position = {int(r): i for i, r in enumerate(rows)}
     out = None
-    with torch.no_grad(), autocast(model.encoder.request.device, dtype):
+    with torch.no_grad(), autocast(dtype, model.encoder.request.device):
         for batch in micro_batches(tokens, order, budget, specials):
             pred = model(tokens, batch).float().cpu().numpy()
             if out is None:
