@@ -366,3 +366,28 @@ def test_long_sequences_are_windowed_or_truncated_as_asked(esm_dir):
 
     with pytest.raises(DataError, match="1 of 2 rows of t have no protein"):
         Tokens.of(enc, ["MA", None], "window", 16, "t")
+
+
+def test_a_finetuned_protein_encoder_fuses_with_frozen_dna_and_rna(esm_dir, tmp_path):
+    """The issue's end-to-end use: finetune on the proteins of a CDS table, cache the finetuned
+    encoder's embeddings beside one-hot DNA and RNA, and fit MIL over the three."""
+    from biofuse.examples import make_cds_example
+
+    table = tmp_path / "cds.csv"
+    make_cds_example(n=60, n_codons=20, seed=0).write_csv(table)
+    ds = biofuse.load_dataset(table, label_cols=("expression",))
+    tuned = biofuse.finetune(ds, out=tmp_path / "ft", modality="protein", model=str(esm_dir),
+                             lora_rank=2, epochs=1, **FAST)
+    cache = tmp_path / "cache"
+    biofuse.extract(ds, modality="protein", model=str(tuned.encoder_dir), cache=cache,
+                    progress=False, dtype="fp32")
+    for m in ("dna", "rna"):
+        biofuse.extract(ds, modality=m, model="onehot", cache=cache, progress=False)
+    fit = biofuse.fit(ds, fusion="mil", cache=cache, out=tmp_path / "mil", epochs=2,
+                      entropy_weights=(0.0,),
+                      encoders={"dna": "onehot", "rna": "onehot",
+                                "protein": str(tuned.encoder_dir)})
+    assert fit.metrics["val"]["spearman"] is not None
+    config = json.loads((tmp_path / "mil" / "config.json").read_text())
+    assert config["encoders"]["protein"]["fingerprint"]["model_id"] == \
+        str(tuned.encoder_dir.resolve())
