@@ -113,7 +113,7 @@ def test_mil_weights_sum_to_one_and_entropy_term():
     total = sum(fused.weights.values())
     torch.testing.assert_close(total, torch.ones(2))
     assert fused.aux_loss is not None and float(fused.aux_loss.detach()) > 0
-    assert 0.02 <= float(FusionModel(cfg).fusion.tau()) <= 20
+    assert 0.02 <= float(FusionModel(cfg).fusion.tau().detach()) <= 20
 
 
 @settings(max_examples=30, deadline=None)
