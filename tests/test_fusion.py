@@ -134,3 +134,24 @@ def test_codon_pool_and_upsample():
     up = Upsample6mer(4)
     y, m = up(torch.randn(2, 5, 4), torch.ones(2, 5, dtype=torch.bool))
     assert y.shape == (2, 10, 4) and m.all()  # two codons per 6-mer
+
+
+@pytest.mark.parametrize("normalise", [False, True])
+def test_mil_layer_norm_leaves_only_the_weights_to_turn_a_modality_down(normalise):
+    """With --mil-normalise, shrinking a modality's projection does not shrink its features (so
+    a modality is ignored through its attention weight, which then says so); BioLangFusion's
+    original (the default) shrinks them."""
+    from biofuse.fusion.mil import GatedAttentionMIL
+
+    torch.manual_seed(0)
+    mil = GatedAttentionMIL({"rna": 4, "protein": 4}, dim=6, normalise=normalise)
+    feats = {m: torch.randn(2, 5, 4) for m in ("rna", "protein")}
+    masks = {m: torch.ones(2, 5, dtype=torch.bool) for m in feats}
+    present = {m: torch.ones(2, dtype=torch.bool) for m in feats}
+    with torch.no_grad():
+        before = mil(feats, masks, present)
+        mil.proj["protein"].weight.mul_(1e-3)
+        mil.proj["protein"].bias.zero_()
+        after = mil(feats, masks, present)
+    shrunk = after.x.abs().mean() < 0.75 * before.x.abs().mean()
+    assert shrunk != normalise

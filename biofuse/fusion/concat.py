@@ -1,5 +1,9 @@
 """[concat] BioLangFusion's codon-level concatenation: an MLP shrinks the DNA embedding, then
-[MLP(DNA) | RNA | protein] at every codon. An absent modality contributes zeros."""
+[MLP(DNA) | RNA | protein] at every codon. An absent modality contributes zeros.
+
+The MLP's width defaults to BioLangFusion's 128 only for DNA embeddings at least that wide; a
+narrower one keeps its width (one-hot DNA's 5 dims widened to 128 made concat lose to the RNA
+model alone on a planted-signal table, tests/test_fusion_quality.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +20,10 @@ from biofuse.options import check, option
 @dataclass(frozen=True, kw_only=True)
 class ConcatOptions:
     prefix = "concat-"
-    dna_dim: int = option(128, "Width the DNA embedding is shrunk to by its MLP.", min=1)
+    dna_dim: int | None = option(
+        None, "Width the DNA embedding is shrunk to by its MLP. Default: 128 (BioLangFusion's, "
+        "for Nucleotide Transformer's 512-2560 dims), or the embedding's own width if it is "
+        "narrower: widening a narrow one (one-hot's 5) only adds noise features.", min=1)
 
     def __post_init__(self) -> None:
         check(self, self.prefix)
@@ -25,9 +32,11 @@ class ConcatOptions:
 class ConcatFusion(Fusion):
     Options = ConcatOptions
 
-    def __init__(self, dims: dict[str, int], *, dna_dim: int = 128):
+    def __init__(self, dims: dict[str, int], *, dna_dim: int | None = None):
         super().__init__(dims)
         dna = Modality.DNA
+        if dna_dim is None:
+            dna_dim = min(128, dims.get(dna, 128))
         self.dna_mlp = (nn.Sequential(nn.Linear(dims[dna], dna_dim), nn.ReLU(),
                                       nn.Linear(dna_dim, dna_dim)) if dna in dims else None)
         self.out_dim = sum(dna_dim if m == dna else dims[m] for m in self.modalities)

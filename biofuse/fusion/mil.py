@@ -8,6 +8,7 @@ modalities (Ilse et al. 2018): each modality is an instance.
 
 tau is learned and clamped to [0.02, 20]. Ablations: ``shared_projection`` (one Linear for all
 modalities, which then need one dim) and ``token_level`` (alpha per codon instead of per row).
+``normalise`` (biofuse's, off by default) layer-normalises each projection before the tanh.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ class MILOptions:
                                      "must share a dim).")
     token_level: bool = option(False, "Ablation: attention weights per codon instead of per "
                                "sequence.")
+    normalise: bool = option(False, "Layer-normalise each modality's projection (no learned "
+                             "scale): the attention weights are then the only way to turn a "
+                             "modality down, so they say which one the model reads (docs/fit.md "
+                             "has what it costs).")
 
     def __post_init__(self) -> None:
         check(self, self.prefix)
@@ -43,7 +48,7 @@ class GatedAttentionMIL(Fusion):
 
     def __init__(self, dims: dict[str, int], *, dim: int = 600, attn_dim: int = 100,
                  entropy_weight: float = 0.0, shared_projection: bool = False,
-                 token_level: bool = False):
+                 token_level: bool = False, normalise: bool = False):
         super().__init__(dims)
         if shared_projection and len(set(dims.values())) != 1:
             from biofuse.errors import ConfigError
@@ -58,6 +63,7 @@ class GatedAttentionMIL(Fusion):
         self.log_tau = nn.Parameter(torch.zeros(()))
         self.entropy_weight = entropy_weight
         self.token_level = token_level
+        self.normalise = normalise
         self.out_dim = dim
 
     def tau(self) -> torch.Tensor:
@@ -66,7 +72,10 @@ class GatedAttentionMIL(Fusion):
     def forward(self, feats, masks, present):
         hs, scores = [], []
         for m in self.modalities:
-            h = torch.tanh(self.proj[m](feats[m]))  # [B, G, dim]; padding is weighted 0 below
+            z = self.proj[m](feats[m])  # [B, G, dim]; padding is weighted 0 below
+            if self.normalise:
+                z = nn.functional.layer_norm(z, z.shape[-1:])
+            h = torch.tanh(z)
             if self.token_level:
                 summary = h  # [B, G, dim]
             else:  # masked mean over codons, as one batched matmul: [B, 1, G] @ [B, G, dim]
