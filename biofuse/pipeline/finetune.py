@@ -88,7 +88,7 @@ class FinetuneOptions:
     lora_alpha: float | None = option(None, "LoRA scaling numerator (updates scale by "
                                       "alpha/rank). Default: twice the rank.", above=0)
     lora_dropout: float = option(0.0, "Dropout on the LoRA adapters' input (0.1 made a CPU "
-                                 "step 1.4x slower: docs/finetune.md).", min=0, max=0.95)
+                                 "step 1.46x slower: docs/finetune.md).", min=0, max=0.95)
     lr: float = option(1e-3, "Learning rate of the head.", above=0, max=10)
     backbone_lr: float | None = option(
         None, "Learning rate of what trains in the encoder (its weights for full, the "
