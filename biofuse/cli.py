@@ -307,7 +307,6 @@ def fit(spec, encoders: tuple[str, ...], cache_dir: str | None, out: str, as_jso
     from biofuse.fusion import FUSIONS
     from biofuse.heads import HEADS
     from biofuse.pipeline.fit import FitOptions
-    from biofuse.pipeline.metrics import format_metrics
 
     options = parsed_values(FitOptions, kwargs)
     options["fusion_options"] = parsed_method_values(FUSIONS, "fusion", options["fusion"], kwargs)
@@ -315,13 +314,21 @@ def fit(spec, encoders: tuple[str, ...], cache_dir: str | None, out: str, as_jso
     assert not kwargs, f"unparsed options {sorted(kwargs)}"
     result = api.fit(spec, out=out, cache=cache_dir, encoders=_parse_encoders(encoders),
                      echo=lambda s: click.echo(s, err=True), **options)
+    _report_run(result, out, as_json, " (interrupted: the best model so far)")
+
+
+def _report_run(result, out: str, as_json: bool, interrupted: str, *extra: str) -> None:
+    """The end of `fit` and `finetune`: metrics.json (--json) or the metrics, where the run is,
+    and exit 130 when Ctrl-C stopped it."""
+    from biofuse.pipeline.metrics import format_metrics
+
     if as_json:
         click.echo(json.dumps(result.metrics, indent=2))
     else:
-        for line in format_metrics(result.metrics):
+        for line in [*format_metrics(result.metrics),
+                     f"run written to {out}" + (interrupted if result.interrupted else ""),
+                     *extra]:
             click.echo(line)
-        click.echo(f"run written to {out}" + (" (interrupted: the best model so far)"
-                                              if result.interrupted else ""))
     if result.interrupted:
         sys.exit(130)
 
@@ -388,25 +395,15 @@ def finetune(spec, out: str, as_json: bool, **kwargs) -> None:
     from biofuse import api
     from biofuse.heads import HEADS
     from biofuse.pipeline.finetune import FinetuneOptions
-    from biofuse.pipeline.metrics import format_metrics
 
     options = parsed_values(FinetuneOptions, kwargs)
     options["head_options"] = parsed_method_values(HEADS, "head", options["head"], kwargs)
     assert not kwargs, f"unparsed options {sorted(kwargs)}"
     result = api.finetune(spec, out=out, echo=lambda s: click.echo(s, err=True), **options)
-    if as_json:
-        click.echo(json.dumps(result.metrics, indent=2))
-    else:
-        for line in format_metrics(result.metrics):
-            click.echo(line)
-        click.echo(f"run written to {out}" + (" (interrupted: the best model so far; run the "
-                                              "same command to continue)"
-                                              if result.interrupted else ""))
-        command = json.loads((result.run_dir / "config.json").read_text())["extract_command"]
-        click.echo(f"finetuned encoder: {result.encoder_dir} (cache its embeddings with "
-                   f"`{command}`)")
-    if result.interrupted:
-        sys.exit(130)
+    command = json.loads((result.run_dir / "config.json").read_text())["extract_command"]
+    _report_run(result, out, as_json, " (interrupted: the best model so far; run the same "
+                "command to continue)", f"finetuned encoder: {result.encoder_dir} (cache its "
+                f"embeddings with `{command}`)")
 
 
 # ---------------------------------------------------------------------------------------------

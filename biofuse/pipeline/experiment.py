@@ -59,6 +59,7 @@ from biofuse.pipeline.grid import (
     encoder_name,
     grid,
     jsonable,
+    open_table,
     seeds_of,
     store_ids,
     table_of,
@@ -268,13 +269,9 @@ def _encoder_lists(value: Any, where: str, base: Path, p: Problems) -> dict[Moda
 def _expand(table: dict, index: int, datasets: dict[str, DatasetEntry],
             encoders: dict[Modality, list[str]], seeds: list[int], base: Path,
             p: Problems) -> list[FitTask]:
-    name = str(table.get("name", f"fit{index}"))
-    where = f"[[fit]] '{name}'" if "name" in table else f"[[fit]] #{index}"
-    p.unknown_keys(where, table, FIT_KEYS)
-    for key, value in table.items():
-        if isinstance(value, list) and not value:
-            p.add(f"{where}: {key} is an empty list")
-            return []
+    name, where, ok = open_table("fit", table, index, FIT_KEYS, p)
+    if not ok:
+        return []
     fusions = checked_names(table.get("fusion", FitOptions.fusion), FUSIONS, f"{where} fusion", p)
     heads = checked_names(table.get("head", "textcnn"), HEADS, f"{where} head", p)
     for method in [*FUSIONS, *HEADS]:

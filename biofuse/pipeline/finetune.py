@@ -17,7 +17,7 @@ import json
 import math
 import shlex
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ from biofuse.pipeline.finetune_model import (
 )
 from biofuse.pipeline.metrics import split_metrics
 from biofuse.pipeline.rundir import RunDir
+from biofuse.pipeline.splits import split_rows
 from biofuse.pipeline.targets import make_targets
 from biofuse.pipeline.trainer import (
     Checkpoint,
@@ -232,15 +233,8 @@ def finetune(ds: Dataset, options: FinetuneOptions, out: str | Path,
     if tokens.windowed or tokens.truncated:
         echo(f"{tokens.windowed} sequences longer than the context ({encoder.context} tokens) "
              f"are windowed, {tokens.truncated} truncated")
-    split = ds.frame["split"].to_numpy()
-    splits = {s: np.flatnonzero(split == s) for s in ("train", "val", "test")}
-    if not len(splits["train"]):
-        from biofuse.errors import DataError
-
-        raise DataError("The training split is empty.", "Check the split column or fractions.")
+    splits = split_rows(ds.frame["split"].to_numpy(), echo)
     val_rows = splits["val"] if len(splits["val"]) else splits["train"]
-    if not len(splits["val"]):
-        echo("warning: the validation split is empty, so early stopping uses the training rows")
     y_raw = ds.labels()
     y = targets.encode(y_raw)
 
@@ -298,8 +292,7 @@ def finetune(ds: Dataset, options: FinetuneOptions, out: str | Path,
         model.network.save_pretrained(str(run.adapter_dir))
         model.network = model.network.merge_and_unload()
     encoder.save_pretrained(model.network, run.encoder_dir)
-    saved_fp = load_encoder(o.__class__(**{**o.to_dict(), "model": str(run.encoder_dir)}),
-                            r["device"]).fingerprint()
+    saved_fp = build_encoder(replace(encoder.request, model=str(run.encoder_dir))).fingerprint()
     raw = predict_rows(model, tokens, np.arange(ds.frame.height), r["batch_tokens"], r["dtype"])
     metrics = {"task": targets.task,
                "val": split_metrics(targets, y_raw[splits["val"]], raw[splits["val"]]),

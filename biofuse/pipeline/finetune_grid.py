@@ -20,6 +20,7 @@ from biofuse.pipeline.grid import (
     encoder_name,
     grid,
     jsonable,
+    open_table,
     seeds_of,
     tuple_fields,
 )
@@ -63,13 +64,9 @@ def expand_finetune(table: dict, index: int, datasets: dict,
                      seeds: list[int], base: Path, p: Problems) -> list[FinetuneTask]:
     """A [[finetune]] grid: FinetuneOptions fields (a list is an axis), seeds, datasets, and the
     head's options in a table named after it."""
-    name = str(table.get("name", f"finetune{index}"))
-    where = f"[[finetune]] '{name}'" if "name" in table else f"[[finetune]] #{index}"
-    p.unknown_keys(where, table, FINETUNE_KEYS)
-    for key, value in table.items():
-        if isinstance(value, list) and not value:
-            p.add(f"{where}: {key} is an empty list")
-            return []
+    name, where, ok = open_table("finetune", table, index, FINETUNE_KEYS, p)
+    if not ok:
+        return []
     heads = checked_names(table.get("head", "textcnn"), HEADS, f"{where} head", p)
     for head in HEADS:
         if head in table and head not in heads:

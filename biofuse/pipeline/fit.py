@@ -22,7 +22,7 @@ import polars as pl
 import torch
 
 from biofuse.cache import EmbeddingCache
-from biofuse.errors import ConfigError, DataError
+from biofuse.errors import ConfigError
 from biofuse.fusion import FUSIONS
 from biofuse.fusion.model import FusionModel, ModelConfig
 from biofuse.heads import HEADS
@@ -32,6 +32,7 @@ from biofuse.pipeline.data import Dataset, DataSpec
 from biofuse.pipeline.embeddings import ModelInputs, autocast, load_inputs, predict_rows
 from biofuse.pipeline.metrics import split_metrics
 from biofuse.pipeline.rundir import RunDir
+from biofuse.pipeline.splits import split_rows
 from biofuse.pipeline.targets import Targets, make_targets
 from biofuse.pipeline.trainer import (
     CsvLog,
@@ -226,17 +227,10 @@ def fit(ds: Dataset, options: FitOptions, cache_root, out: str | Path,
     fusion_cls = FUSIONS[o.fusion]
     torch.use_deterministic_algorithms(True, warn_only=True)
     targets = make_targets(ds, log1p=o.log1p)
-    split = ds.frame["split"].to_numpy()
-    splits = {s: np.flatnonzero(split == s) for s in ("train", "val", "test")}
-    if not len(splits["train"]):
-        raise DataError("The training split is empty.", "Check the split column or fractions.")
+    splits = split_rows(ds.frame["split"].to_numpy(), echo)
     encoders = {m: o.encoder(m) for m in o.modalities}
     inputs = load_inputs(ds, encoders, cache_root, aligned=fusion_cls.aligned,
                          extract_hint=lambda m, e: extract_command(ds.spec, m, e, cache_root))
-    if not len(splits["val"]):
-        echo("warning: the validation split is empty, so early stopping and model selection "
-             "use the training rows; give the table a split column with 'val' rows for an "
-             "honest selection")
     work = _Training(inputs, targets, ds.labels(), splits, o, fusion_cls.aligned)
     run.prepare()
     model_cfg = ModelConfig(tuple(str(m) for m in o.modalities),

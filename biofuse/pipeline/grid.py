@@ -127,3 +127,17 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [jsonable(v) for v in value]
     return value
+
+
+def open_table(kind: str, table: dict, index: int, known: tuple[str, ...],
+               p: Problems) -> tuple[str, str, bool]:
+    """A ``[[fit]]`` / ``[[finetune]]`` table's name, how problems name it, and whether it can
+    be expanded (an empty list is an axis without values: nothing to expand)."""
+    name = str(table.get("name", f"{kind}{index}"))
+    where = f"[[{kind}]] '{name}'" if "name" in table else f"[[{kind}]] #{index}"
+    p.unknown_keys(where, table, known)
+    for key, value in table.items():
+        if isinstance(value, list) and not value:
+            p.add(f"{where}: {key} is an empty list")
+            return name, where, False
+    return name, where, True

@@ -119,3 +119,18 @@ def dedup_rows(inputs: Sequence[tuple], splits: Sequence[str], policy: str) -> l
     for key, split in zip(inputs, splits):
         earliest[key] = min(earliest.get(key, 99), rank[split])
     return [i for i, (key, split) in enumerate(zip(inputs, splits)) if rank[split] > earliest[key]]
+
+
+def split_rows(split: Sequence[str] | np.ndarray, echo=lambda s: None) -> dict[str, np.ndarray]:
+    """Row indices of the train, val and test splits of a training run (fit, finetune). An empty
+    training split is an error; an empty validation split a warning, since early stopping and
+    selection then fall back to the training rows."""
+    split = np.asarray(split)
+    rows = {s: np.flatnonzero(split == s) for s in ("train", "val", "test")}
+    if not len(rows["train"]):
+        raise DataError("The training split is empty.", "Check the split column or fractions.")
+    if not len(rows["val"]):
+        echo("warning: the validation split is empty, so early stopping and model selection "
+             "use the training rows; give the table a split column with 'val' rows for an "
+             "honest selection")
+    return rows
