@@ -1,6 +1,6 @@
 """The three molecular modalities biofuse fuses, and everything that is fixed per modality.
 
-``Modality`` is a ``str`` enum, so ``Modality.RNA == "rna"`` and it serialises to JSON as ``"rna"``:
+``Modality`` is a ``StrEnum``, so ``Modality.RNA == "rna"`` and it serialises to JSON as ``"rna"``:
 configuration files, fingerprints and run directories hold the plain names. Every other module
 asks this one for a modality's dataset column, token unit or default encoder.
 """
@@ -8,18 +8,15 @@ asks this one for a modality's dataset column, token unit or default encoder.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from enum import Enum
+from enum import StrEnum
 
 from biofuse.errors import ConfigError
 
 
-class Modality(str, Enum):
+class Modality(StrEnum):  # str() and f-strings give "rna", not "Modality.RNA"
     DNA = "dna"
     RNA = "rna"
     PROTEIN = "protein"
-
-    __str__ = str.__str__  # "rna", not "Modality.RNA", in messages and f-strings
-    __format__ = str.__format__
 
     @property
     def column(self) -> str:

@@ -38,11 +38,10 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from biofuse.errors import BiofuseError, ConfigError
 from biofuse.fusion import FUSIONS
