@@ -97,7 +97,7 @@ def test_run_directory_is_complete_and_reproducible(tmp_path):
     preds = pl.read_parquet(run_dir / "predictions.parquet")
     assert preds.columns == ["id", "split", "y_label", "pred_label"] and preds.height == 120
     log = pl.read_csv(run_dir / "train_log.csv")
-    assert {"epoch", "train_loss", "val_score", "lr"} <= set(log.columns)
+    assert {"epoch", "train_loss", "val_score", "val_selection", "lr"} <= set(log.columns)
 
 
 def test_predict_scores_new_rows(tmp_path):
@@ -176,6 +176,7 @@ def test_missing_embeddings_name_the_extract_command(tmp_path):
     (["--fusion", "mil", "--entropy-weights", "a,b"], "not a comma-separated list of float"),
     (["--fusion", "concat", "--mil-token-level"], "apply to --fusion mil"),
     (["--fusion", "concat", "--head", "mlp", "--projection", "16"], "apply to --head textcnn"),
+    (["--fusion", "concat", "--val-window", "0"], "--val-window 0 is out of range"),
 ])
 def test_fit_user_errors(tmp_path, args, message):
     table = tmp_path / "d.csv"

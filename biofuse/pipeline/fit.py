@@ -70,6 +70,11 @@ class FitOptions:
                            min=1)
     lr_patience: int = option(5, "Epochs without progress before the learning rate drops.",
                               min=0)
+    val_window: int = option(
+        5, "Select on the mean validation metric of the last K epochs (best weights, early "
+        "stopping and the learning-rate schedule all see it), so a lucky epoch on a noisy "
+        "validation curve is not chosen over a stretch of good ones; 1 = each epoch's own "
+        "metric, as BioLangFusion (docs/fit.md).", min=1, max=50)
     log1p: bool = option(False, "Regress log1p(target) (IsoFormer's expression).")
     entropy_weights: tuple[float, ...] = option(
         (0.0, 0.01, 0.1), "MIL: the entropy-regularisation weights tried, comma-separated; the "
@@ -261,10 +266,13 @@ def fit(ds: Dataset, options: FitOptions, cache_root, out: str | Path,
             step=work.step, validate=lambda m: work.score(m, val_rows), max_epochs=o.epochs,
             tags=tags, callbacks=[EarlyStopping(o.patience), PlateauLR(opt, o.lr_patience),
                                   CsvLog(run.log_path),
-                                  ProgressLine(echo, targets.metric, o.epochs)])
+                                  ProgressLine(echo, targets.metric, o.epochs)],
+            window=o.val_window)
         result = trainer.run()
         echo(f"{o.fusion}" + "".join(f" ({k} {v})" for k, v in tags.items())
-             + f": best validation {targets.metric} {_fmt(result.best_score)} at epoch "
+             + f": best validation {targets.metric}"
+             + (f" (mean of {o.val_window} epochs)" if o.val_window > 1 else "")
+             + f" {_fmt(result.best_score)} at epoch "
              f"{result.best_epoch}" + (" (interrupted)" if result.interrupted else ""))
         return result
 

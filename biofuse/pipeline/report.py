@@ -28,8 +28,17 @@ import polars as pl
 
 from biofuse.errors import BiofuseError, ConfigError
 from biofuse.pipeline import plots
-from biofuse.pipeline.results import failed_section, pm, read_run, runs_frame, summarise
+from biofuse.pipeline.results import (
+    failed_section,
+    pm,
+    read_run,
+    runs_frame,
+    summarise,
+)
 from biofuse.references import SOURCES, load_references, normalise
+
+#: train_log.csv's own columns; any other column is a tag (what was being trained)
+LOG_COLUMNS = ("epoch", "train_loss", "val_score", "val_selection", "lr", "seconds", "tokens")
 
 
 def collect_runs(inputs: list[str | Path]) -> pl.DataFrame:
@@ -184,8 +193,7 @@ def _chosen_views(dataset: str, chosen: dict[str, Any], runs: pl.DataFrame, out:
         log_path = Path(r["run_dir"]) / "train_log.csv"
         if log_path.is_file():
             log = pl.read_csv(log_path)
-            tag = [c for c in log.columns if c not in ("epoch", "train_loss", "val_score", "lr",
-                                                       "seconds", "tokens")]
+            tag = [c for c in log.columns if c not in LOG_COLUMNS]
             if tag:
                 for value in log[tag[0]].unique(maintain_order=True).to_list():
                     logs.append((f"seed {r['seed']}, {tag[0]} {value}",

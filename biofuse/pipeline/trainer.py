@@ -39,11 +39,16 @@ class EpochLog:
     seconds: float
     tokens: int = 0
     tags: dict[str, Any] = field(default_factory=dict)  # e.g. the entropy weight being trained
+    selection: float | None = None  # what selection sees: the mean of the last `window` scores
+
+    def __post_init__(self) -> None:
+        if self.selection is None:
+            self.selection = self.val_score
 
     def row(self) -> dict[str, Any]:
         return {**self.tags, "epoch": self.epoch, "train_loss": self.train_loss,
-                "val_score": self.val_score, "lr": self.lr, "seconds": self.seconds,
-                "tokens": self.tokens}
+                "val_score": self.val_score, "val_selection": self.selection, "lr": self.lr,
+                "seconds": self.seconds, "tokens": self.tokens}
 
 
 class Callback:
@@ -93,16 +98,23 @@ class Trainer:
                  batches: Callable[[int], Iterable[Any]],
                  step: Callable[[torch.nn.Module, Any], tuple],
                  validate: Callable[[torch.nn.Module], float], max_epochs: int,
-                 callbacks: list[Callback] = (), tags: dict[str, Any] | None = None):
+                 callbacks: list[Callback] = (), tags: dict[str, Any] | None = None,
+                 window: int = 1):
         """``batches(epoch)`` yields the epoch's optimisation steps (a batch, or a list of
         micro-batches to accumulate); ``step(model, batch)`` returns the mean loss and the
         number of examples in the batch (and optionally its number of tokens);
-        ``validate(model)`` the selection score (higher is better; NaN or -inf when undefined)."""
+        ``validate(model)`` the validation score (higher is better; NaN or -inf when
+        undefined). Selection (best weights, early stopping, the learning-rate schedule) sees
+        the mean score of the last ``window`` epochs (fewer at the start): with a window above
+        1, one lucky epoch on a noisy validation curve is not chosen over a stretch of good
+        ones; the weights kept are those at the end of the best stretch."""
         self.model, self.optimizer = model, optimizer
         self.batches, self.step, self.validate = batches, step, validate
         self.max_epochs = max_epochs
         self.callbacks = list(callbacks)
         self.tags = dict(tags or {})
+        self.window = window
+        self.scores: list[float] = []  # the last `window` validation scores
         self.stop = False
         self.epoch = 0  # the last finished epoch
         self.best = BestWeights()
@@ -152,17 +164,19 @@ class Trainer:
                     cb.on_step_end(self, info)
         self.model.eval()
         with torch.no_grad():
-            score = self.validate(self.model)
-        return EpochLog(epoch, total / max(n, 1), _finite_or_ninf(score),
+            score = _finite_or_ninf(self.validate(self.model))
+        self.scores = [*self.scores, score][-self.window:]
+        return EpochLog(epoch, total / max(n, 1), score,
                         self.optimizer.param_groups[0]["lr"], time.perf_counter() - start,
-                        tokens=tokens, tags=self.tags)
+                        tokens=tokens, tags=self.tags,
+                        selection=sum(self.scores) / len(self.scores))
 
     def state(self) -> dict[str, Any]:
         """Everything needed to continue after the current epoch (see ``load_state``)."""
         return {"epoch": self.epoch, "model": trainable_state(self.model),
                 "optimizer": self.optimizer.state_dict(),
                 "callbacks": [cb.state_dict() for cb in self.callbacks],
-                "torch_rng": torch.get_rng_state()}
+                "scores": list(self.scores), "torch_rng": torch.get_rng_state()}
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Continue from ``state()`` of a trainer built the same way: the next ``run`` starts at
@@ -172,6 +186,7 @@ class Trainer:
         for cb, cb_state in zip(self.callbacks, state["callbacks"], strict=True):
             cb.load_state_dict(cb_state)
         torch.set_rng_state(state["torch_rng"])
+        self.scores = list(state.get("scores", []))
         self.epoch = int(state["epoch"])
 
 
@@ -188,14 +203,14 @@ def _finite_or_ninf(score: float) -> float:
 
 class BestWeights(Callback):
     """Keeps a copy of the trainable weights of the best-scoring epoch (the first one if none
-    scores)."""
+    scores), by the trainer's selection score."""
 
     def __init__(self):
         self.score, self.epoch, self.state = -math.inf, 0, None
 
     def on_epoch_end(self, trainer, log):
-        if self.state is None or log.val_score > self.score:
-            self.score, self.epoch = log.val_score, log.epoch
+        if self.state is None or log.selection > self.score:
+            self.score, self.epoch = log.selection, log.epoch
             self.state = trainable_state(trainer.model)
 
     def restore(self, model: torch.nn.Module) -> None:
@@ -210,14 +225,14 @@ class BestWeights(Callback):
 
 
 class EarlyStopping(Callback):
-    """Stops after ``patience`` epochs without a better validation score."""
+    """Stops after ``patience`` epochs without a better selection score."""
 
     def __init__(self, patience: int):
         self.patience, self.best, self.stale = patience, -math.inf, 0
 
     def on_epoch_end(self, trainer, log):
-        if log.val_score > self.best:
-            self.best, self.stale = log.val_score, 0
+        if log.selection > self.best:
+            self.best, self.stale = log.selection, 0
             return
         self.stale += 1
         if self.stale >= self.patience:
@@ -231,14 +246,14 @@ class EarlyStopping(Callback):
 
 
 class PlateauLR(Callback):
-    """ReduceLROnPlateau on the validation score (an undefined score counts as no progress)."""
+    """ReduceLROnPlateau on the selection score (an undefined score counts as no progress)."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, patience: int):
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max",
                                                                     patience=patience)
 
     def on_epoch_end(self, trainer, log):
-        self.scheduler.step(log.val_score if math.isfinite(log.val_score) else -1e9)
+        self.scheduler.step(log.selection if math.isfinite(log.selection) else -1e9)
 
     def state_dict(self):
         return self.scheduler.state_dict()
@@ -279,8 +294,10 @@ class ProgressLine(Callback):
         self.last = now
         tags = "".join(f"{k} {v}, " for k, v in log.tags.items())
         best = trainer.best
+        window = (f" (mean of the last {trainer.window}: {_fmt(log.selection)})"
+                  if trainer.window > 1 else "")
         self.echo(f"{tags}epoch {log.epoch}/{self.max_epochs}: train loss {log.train_loss:.4f}, "
-                  f"val {self.metric} {_fmt(log.val_score)}, best {_fmt(best.score)} "
+                  f"val {self.metric} {_fmt(log.val_score)}{window}, best {_fmt(best.score)} "
                   f"(epoch {best.epoch}), {log.seconds:.2f} s/epoch")
 
 
