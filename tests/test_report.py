@@ -123,3 +123,44 @@ def test_shipped_references_cover_the_papers_tables():
     ecoli = refs.filter((pl.col("key") == "ecoli") & (pl.col("source") == "biolangfusion"))
     assert set(ecoli["metric"]) == {"accuracy"} and ecoli["value"].max() < 1
     assert refs.height == 13 * 5 + 14 * 6 + 7 * 7
+
+
+def _runs(configs):
+    """A runs frame of finished fits: {(fusion, modalities): [(val, test), ...] per seed}."""
+    from biofuse.pipeline.results import runs_frame
+
+    rows = []
+    for (fusion, modalities), seeds in configs.items():
+        for seed, (val, test) in enumerate(seeds):
+            rows.append({"dataset": "d", "config_id": f"{fusion}-{modalities}", "run_dir": "x",
+                         "status": "complete" if val is not None else "failed",
+                         "fusion": fusion, "head": "textcnn", "modalities": modalities,
+                         "encoders": f"{modalities}=onehot", "options_json": "{}", "seed": seed,
+                         "metric": "spearman", "val": val, "test": test})
+    return runs_frame(rows)
+
+
+def test_fusion_against_the_best_single_modality_is_judged_on_both_splits():
+    from biofuse.pipeline.results import fusion_vs_single, summarise
+
+    singles = {("none", "rna"): [(0.80, 0.80), (0.82, 0.82)],  # sd 0.014
+               ("none", "protein"): [(0.70, 0.90), (0.70, 0.90)]}  # best test, not chosen
+    verdict = fusion_vs_single(summarise(_runs(
+        {**singles, ("mil", "dna+rna+protein"): [(0.83, 0.80), (0.83, 0.81)]})))
+    assert "**mil (" in verdict and "best single modality on validation, rna (" in verdict
+    assert "validation at or above it (+0.020)" in verdict
+    assert "test within one standard deviation (-0.005, sd 0.014)" in verdict
+    verdict = fusion_vs_single(summarise(_runs(
+        {**singles, ("concat", "dna+rna+protein"): [(0.75, 0.70), (0.77, 0.72)]})))
+    assert verdict.count("below it by more than one standard deviation") == 2
+    # a fusion with a failed seed is not a candidate; without any, there is nothing to judge
+    assert fusion_vs_single(summarise(_runs(
+        {**singles, ("mil", "dna+rna+protein"): [(0.9, 0.9), (None, None)]}))) is None
+    assert fusion_vs_single(summarise(_runs(singles))) is None
+
+
+def test_the_report_and_the_results_page_say_whether_fusion_won(experiment, tmp_path):
+    biofuse.report(experiment / "exp", out=tmp_path)
+    for page in ((tmp_path / "report.md").read_text(),
+                 (experiment / "exp" / "results.md").read_text()):
+        assert page.count("Fusion against the modalities alone") == 2  # one per dataset

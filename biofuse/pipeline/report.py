@@ -30,6 +30,7 @@ from biofuse.errors import BiofuseError, ConfigError
 from biofuse.pipeline import plots
 from biofuse.pipeline.results import (
     failed_section,
+    fusion_vs_single,
     pm,
     read_run,
     runs_frame,
@@ -110,6 +111,9 @@ def _dataset_section(dataset: str, table: pl.DataFrame, runs: pl.DataFrame, refs
         md.append(f"| {'★' if r['chosen'] else ''} | {r['fusion']} | {r['modalities']} | "
                   f"{r['encoders']} | {r['options'] or ''} | {r['complete']}/{r['seeds']} | "
                   f"{pm(r['val_mean'], r['val_std'])} | {pm(r['test_mean'], r['test_std'])} |")
+    verdict = fusion_vs_single(table)
+    if verdict:
+        md += ["", verdict]
     published = refs.filter((pl.col("key") == normalise(reference)) & (pl.col("metric") == metric))
     md.append("")
     if published.height:

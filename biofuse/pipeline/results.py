@@ -244,8 +244,54 @@ def markdown(name: str, table: pl.DataFrame, runs: pl.DataFrame) -> str:
                       f"{c['encoders']}{'; ' + c['options'] if c['options'] else ''}): "
                       f"validation {pm(c['val_mean'], c['val_std'])}, test "
                       f"{pm(c['test_mean'], c['test_std'])}."]
+        verdict = fusion_vs_single(rows)
+        if verdict:
+            lines += ["", verdict]
         lines.append("")
     return "\n".join(lines + failed_section(runs))
+
+
+def _best_on_validation(rows: pl.DataFrame, fusions: pl.Expr) -> dict[str, Any] | None:
+    done = rows.filter(fusions & (pl.col("complete") == pl.col("seeds"))
+                       & pl.col("val_mean").is_not_null())
+    return done.sort("val_mean", descending=True).row(0, named=True) if done.height else None
+
+
+def _describe(r: dict[str, Any]) -> str:
+    what = r["modalities"] if r["fusion"] == "none" else r["fusion"]
+    options = f", {r['options']}" if r["options"] else ""
+    return f"{what} ({r['encoders']}{options})"
+
+
+def _against(ours: float | None, theirs: float | None, sd: float | None) -> str:
+    if ours is None or theirs is None:
+        return "not measured"
+    sd = 0.0 if sd is None or math.isnan(sd) else sd
+    if ours >= theirs:
+        return f"at or above it (+{ours - theirs:.3f})"
+    if ours >= theirs - sd:
+        return f"within one standard deviation ({ours - theirs:+.3f}, sd {sd:.3f})"
+    return f"**below it by more than one standard deviation** ({ours - theirs:+.3f}, sd {sd:.3f})"
+
+
+def fusion_vs_single(rows: pl.DataFrame) -> str | None:
+    """One dataset's answer to "does fusing beat the modalities alone?": the fusion and the
+    single modality each chosen on validation (among fully completed configurations), compared
+    on validation and test against the single modality's mean minus its standard deviation
+    over seeds. None when the table lacks either kind."""
+    fusion = _best_on_validation(rows, ~pl.col("fusion").is_in(["none"])
+                                 & ~pl.col("fusion").str.starts_with("finetune-"))
+    single = _best_on_validation(rows, pl.col("fusion") == "none")
+    if fusion is None or single is None:
+        return None
+    return (f"Fusion against the modalities alone: the best fusion on validation, "
+            f"**{_describe(fusion)}** ({pm(fusion['val_mean'], fusion['val_std'])} validation, "
+            f"{pm(fusion['test_mean'], fusion['test_std'])} test), against the best single "
+            f"modality on validation, {_describe(single)} "
+            f"({pm(single['val_mean'], single['val_std'])}, "
+            f"{pm(single['test_mean'], single['test_std'])}): validation "
+            f"{_against(fusion['val_mean'], single['val_mean'], single['val_std'])}; test "
+            f"{_against(fusion['test_mean'], single['test_mean'], single['test_std'])}.")
 
 
 def failed_section(runs: pl.DataFrame) -> list[str]:
