@@ -44,7 +44,7 @@ def experiment_section(folder: Path, refs: pl.DataFrame) -> list[str]:
     threads = {json.loads((Path(r) / "config.json").read_text()).get("fit", {}).get("threads")
                for r in done["run_dir"]}
     md = [f"## `{name}`", "",
-          f"`biofuse run docs/examples/{name}.toml` (finished "
+          f"`biofuse run docs/examples/{name}.toml` (last fit finished "
           f"{datetime.date.fromtimestamp(when).isoformat()}; {runs.height} fits, "
           f"{done.height} complete; torch threads per fit: "
           f"{', '.join(str(t) for t in sorted(threads, key=str))}). Spearman, mean ± std over "
@@ -71,7 +71,8 @@ def dataset_section(dataset: str, rows: pl.DataFrame, runs: pl.DataFrame,
         mine = runs.filter((pl.col("config_id") == r["config_id"])
                            & (pl.col("status") == "complete"))
         model = (f"{r['modalities']} alone" if r["fusion"] == "none" else r["fusion"]) + (
-            f" ({r['options']})" if r["options"] else "")
+            f" ({r['options']})" if r["options"] else "") + (
+            f", **{r['complete']} of {r['seeds']} seeds**" if r["complete"] != r["seeds"] else "")
         epochs = mine["best_epoch"].drop_nulls().to_list()
         md.append(f"| {'★' if r['chosen'] else ''} | {model} | {r['encoders']} | "
                   f"{pm(r['val_mean'], r['val_std'])} | {pm(r['test_mean'], r['test_std'])} | "
