@@ -31,6 +31,7 @@ from biofuse.pipeline import plots
 from biofuse.pipeline.results import (
     failed_section,
     fusion_vs_single,
+    mil_weights,
     pm,
     read_run,
     runs_frame,
@@ -273,17 +274,10 @@ def _mil_section(runs: pl.DataFrame, table: pl.DataFrame, out: Path) -> list[str
     mil = runs.filter((pl.col("fusion") == "mil") & (pl.col("status") == "complete"))
     rows = []
     for r in mil.iter_rows(named=True):
-        path = Path(r["run_dir"]) / "attention.parquet"
-        if not path.is_file():
-            continue
-        weights = pl.read_parquet(path)
         lam = json.loads(r["selected"] or "{}").get("entropy_weight", 0.0) or 0.0
         setting = "no entropy term" if lam == 0 else "entropy term"
-        for c in weights.columns:
-            if c.startswith("weight_"):
-                rows.append({"dataset": r["dataset"], "setting": setting,
-                             "modality": c.removeprefix("weight_"),
-                             "weight": float(weights[c].mean())})
+        rows += [{"dataset": r["dataset"], "setting": setting, "modality": m, "weight": w}
+                 for m, w in mil_weights(r["run_dir"]).items()]
     if not rows:
         return []
     means = pl.DataFrame(rows)

@@ -251,10 +251,27 @@ def markdown(name: str, table: pl.DataFrame, runs: pl.DataFrame) -> str:
     return "\n".join(lines + failed_section(runs))
 
 
-def _best_on_validation(rows: pl.DataFrame, fusions: pl.Expr) -> dict[str, Any] | None:
-    done = rows.filter(fusions & (pl.col("complete") == pl.col("seeds"))
+#: which configurations of a results table are fusions, and which single modalities
+FUSIONS_ONLY = (pl.col("fusion") != "none") & ~pl.col("fusion").str.starts_with("finetune-")
+SINGLES_ONLY = pl.col("fusion") == "none"
+
+
+def best_on_validation(rows: pl.DataFrame, which: pl.Expr) -> dict[str, Any] | None:
+    """The configuration among ``which`` rows of a results table with the best mean validation
+    score, among those whose every seed finished (None if there is none)."""
+    done = rows.filter(which & (pl.col("complete") == pl.col("seeds"))
                        & pl.col("val_mean").is_not_null())
     return done.sort("val_mean", descending=True).row(0, named=True) if done.height else None
+
+
+def mil_weights(run_dir: str | Path) -> dict[str, float]:
+    """A MIL run's mean attention weight per modality over every row ({} for other runs)."""
+    path = Path(run_dir) / "attention.parquet"
+    if not path.is_file():
+        return {}
+    frame = pl.read_parquet(path)
+    return {c.removeprefix("weight_"): float(frame[c].mean())
+            for c in frame.columns if c.startswith("weight_")}
 
 
 def _describe(r: dict[str, Any]) -> str:
@@ -279,9 +296,8 @@ def fusion_vs_single(rows: pl.DataFrame) -> str | None:
     single modality each chosen on validation (among fully completed configurations), compared
     on validation and test against the single modality's mean minus its standard deviation
     over seeds. None when the table lacks either kind."""
-    fusion = _best_on_validation(rows, ~pl.col("fusion").is_in(["none"])
-                                 & ~pl.col("fusion").str.starts_with("finetune-"))
-    single = _best_on_validation(rows, pl.col("fusion") == "none")
+    fusion = best_on_validation(rows, FUSIONS_ONLY)
+    single = best_on_validation(rows, SINGLES_ONLY)
     if fusion is None or single is None:
         return None
     return (f"Fusion against the modalities alone: the best fusion on validation, "
