@@ -70,8 +70,8 @@ def check(obj, prefix: str = "") -> None:
                                   f"Give {flag} a whole number{_range_text(f)}.")
             if not math.isfinite(value) or not _in_range(f, value):
                 raise ConfigError(f"{flag} {value!r} is out of range.",
-                                  f"Give {flag} a finite number{_range_text(f)}; the default "
-                                  f"is {_default_text(f)}.")
+                                  f"Give {flag} a finite number{_range_text(f)}"
+                                  f"{_default_text(f)}.")
         choices = f.metadata.get("choices")
         if choices and value not in choices:
             raise ConfigError(f"{flag} {value!r} is not one of {', '.join(choices)}.",
@@ -105,7 +105,9 @@ def _range_text(f: Field) -> str:
 
 
 def _default_text(f: Field) -> str:
-    return "unset" if f.default is MISSING or f.default is None else repr(f.default)
+    if f.default is MISSING or f.default is None:  # resolved later (e.g. the method's own)
+        return ", or leave it out for the default"
+    return f"; the default is {f.default!r}"
 
 
 def from_dict(cls, values: dict[str, Any] | None, prefix: str = ""):

@@ -58,6 +58,8 @@ class Fusion(nn.Module):
     Options: type = NoOptions
     #: (fusion option, fit option listing its candidates): chosen on validation by ``fit``
     search: tuple[str, str] | None = None
+    #: the learning rate ``fit`` uses unless ``--lr`` is given (BioLangFusion's 1e-3)
+    lr: float = 1e-3
     out_dim: int
 
     def __init__(self, dims: dict[str, int]):

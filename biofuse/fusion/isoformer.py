@@ -25,6 +25,7 @@ class IsoformerOptions(AttentionOptions):
 class IsoFormerAggregation(Fusion):
     Options = IsoformerOptions
     aligned = False
+    lr = 1e-4  # post-norm attention blocks, like xattn's (docs/fit.md)
 
     def __init__(self, dims: dict[str, int], *, dim: int = 256, heads: int = 8,
                  dropout: float = 0.1):

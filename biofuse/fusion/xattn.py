@@ -22,6 +22,9 @@ class XattnOptions(AttentionOptions):
 
 class CrossModalAttention(Fusion):
     Options = XattnOptions
+    #: post-norm attention under Adam at 1e-3 can collapse to predicting the mean from the first
+    #: epoch, and the plateau schedule then decays the rate before it recovers (docs/fit.md)
+    lr = 1e-4
 
     def __init__(self, dims: dict[str, int], *, dim: int = 256, heads: int = 4,
                  dropout: float = 0.1):

@@ -63,7 +63,10 @@ class FitOptions:
         16384, "Also cap a batch's padded positions (rows x longest row) at this many, so long "
         "sequences train in smaller batches: less memory, and faster (docs/fit.md). Rows "
         "shorter than this / --batch-size are unaffected.", min=1)
-    lr: float = option(1e-3, "Learning rate.", above=0, max=10)
+    lr: float | None = option(
+        None, "Learning rate. Default: the fusion method's: 1e-4 for xattn and isoformer (their "
+        "post-norm attention blocks can collapse at 1e-3), 1e-3 for the others (BioLangFusion's; "
+        "docs/fit.md).", above=0, max=10)
     weight_decay: float = option(0.0, "Weight decay.", min=0, max=10)
     optimizer: str = option("adam", "Optimizer.", choices=("adam", "adamw"))
     patience: int = option(20, "Early stopping: epochs without a better validation metric.",
@@ -92,6 +95,8 @@ class FitOptions:
         default = (Modality.PROTEIN,) if self.fusion == "none" else ALL
         mods = parse_modalities(self.modalities) if self.modalities is not None else default
         object.__setattr__(self, "modalities", mods)
+        if self.lr is None:
+            object.__setattr__(self, "lr", FUSIONS[self.fusion].lr)
         if self.fusion == "none" and len(mods) != 1:
             raise ConfigError("--fusion none probes one modality.",
                               "Pass one modality, e.g. --modalities protein.")
