@@ -64,9 +64,9 @@ class FitOptions:
         "sequences train in smaller batches: less memory, and faster (docs/fit.md). Rows "
         "shorter than this / --batch-size are unaffected.", min=1)
     lr: float | None = option(
-        None, "Learning rate. Default: the fusion method's: 1e-4 for xattn and isoformer (their "
-        "post-norm attention blocks can collapse at 1e-3), 1e-3 for the others (BioLangFusion's; "
-        "docs/fit.md).", above=0, max=10)
+        None, "Learning rate. Default: the fusion method's own (" + ", ".join(
+            f"{name} {cls.lr:g}" for name, cls in sorted(FUSIONS.items())) + "; the attention "
+        "fusions' post-norm blocks can collapse at 1e-3, docs/fit.md).", above=0, max=10)
     weight_decay: float = option(0.0, "Weight decay.", min=0, max=10)
     optimizer: str = option("adam", "Optimizer.", choices=("adam", "adamw"))
     patience: int = option(20, "Early stopping: epochs without a better validation metric.",
