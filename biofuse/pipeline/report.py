@@ -37,10 +37,8 @@ from biofuse.pipeline.results import (
     runs_frame,
     summarise,
 )
+from biofuse.pipeline.rundir import LOG_COLUMNS
 from biofuse.references import SOURCES, load_references, normalise
-
-#: train_log.csv's own columns; any other column is a tag (what was being trained)
-LOG_COLUMNS = ("epoch", "train_loss", "val_score", "val_selection", "lr", "seconds", "tokens")
 
 
 def collect_runs(inputs: list[str | Path]) -> pl.DataFrame:

@@ -43,6 +43,9 @@ from biofuse.pipeline.targets import Targets
 CONFIG, METRICS, LOG, MODEL = "config.json", "metrics.json", "train_log.csv", "model.pt"
 PREDICTIONS, ATTENTION = "predictions.parquet", "attention.parquet"
 ENCODER, ADAPTER, CHECKPOINT = "encoder", "adapter", "checkpoint.pt"
+#: train_log.csv's own columns; any other column is a tag (what was being trained, e.g. MIL's
+#: entropy weight)
+LOG_COLUMNS = ("epoch", "train_loss", "val_score", "val_selection", "lr", "seconds", "tokens")
 
 
 class RunDir:

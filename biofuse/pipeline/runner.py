@@ -31,6 +31,7 @@ from biofuse.cache import EmbeddingCache, default_cache_dir
 from biofuse.errors import BiofuseError, ConfigError
 from biofuse.modality import Modality
 from biofuse.pipeline.experiment import Experiment, FinetuneTask, FitTask
+from biofuse.pipeline.grid_progress import FitProgress
 
 Echo = Callable[[str], None]
 ERROR = "error.txt"
@@ -232,55 +233,6 @@ def run_fit_task(spec: dict, options: dict, cache: str, run_dir: str, kind: str 
         return {"status": "failed", "seconds": time.perf_counter() - start, "error": message}
 
 
-@dataclass
-class FitProgress:
-    """fits done / running / failed / left, seconds per fit and ETA, on stderr."""
-
-    total: int
-    parallel: int
-    echo: Echo
-    done: int = 0
-    failed: int = 0
-    seconds: list[float] = field(default_factory=list)
-    start: float = field(default_factory=time.perf_counter)
-
-    def finished(self, fit: PlannedFit, record: dict) -> None:
-        self.seconds.append(record["seconds"])
-        if record["status"] == "failed":
-            self.failed += 1
-            what = f"FAILED: {record['error'].splitlines()[0]}"
-        else:
-            self.done += 1
-            m = record["metrics"]
-            key = "accuracy" if m.get("task") == "classification" else "spearman"
-            what = (f"val {key} {_fmt(m.get('val', {}).get(key))}, test "
-                    f"{_fmt(m.get('test', {}).get(key))}, {record['seconds']:.0f} s")
-        left = self.total - self.done - self.failed
-        running = min(self.parallel, left)
-        elapsed = time.perf_counter() - self.start
-        eta = elapsed / (self.done + self.failed) * left if left else 0.0
-        self.echo(f"fit {fit.task.dataset} {fit.run_dir.name}: {what} | fits {self.done} done, "
-                  f"{running} running, {self.failed} failed, {left} left"
-                  + (f", ETA {_duration(eta)}" if left else f", {_duration(elapsed)} in all"))
-
-
-    def heartbeat(self) -> None:
-        left = self.total - self.done - self.failed
-        elapsed = time.perf_counter() - self.start
-        self.echo(f"fits {self.done} done, {min(self.parallel, left)} running, {self.failed} "
-                  f"failed, {left} left; {_duration(elapsed)} so far")
-
-
-def _fmt(v) -> str:
-    return "undefined" if v is None else f"{v:.3f}"
-
-
-def _duration(s: float) -> str:
-    s = int(round(s))
-    return f"{s // 3600}h {s % 3600 // 60:02d}m" if s >= 3600 else (
-        f"{s // 60}m {s % 60:02d}s" if s >= 60 else f"{s}s")
-
-
 def cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -310,9 +262,10 @@ def fit_stage(plan: Plan, *, workers: int | None, scheduler: str | None, echo: E
         for fit, a in zip(todo, args):
             if stop_after is not None and len(records) >= stop_after:
                 raise KeyboardInterrupt
-            record = run_fit_task(*a, echo=lambda line, f=fit: echo(
-                f"  {f.task.dataset} {f.run_dir.name}: {line}") if f.task.kind == "finetune"
-                else None)
+            with bar.watching(fit, HEARTBEAT):
+                record = run_fit_task(*a, echo=lambda line, f=fit: echo(
+                    f"  {f.task.dataset} {f.run_dir.name}: {line}") if f.task.kind == "finetune"
+                    else None)
             records.append((fit, record))
             bar.finished(fit, record)
         return records
@@ -349,7 +302,7 @@ def _dask_fits(todo, args, n_workers, threads, n_cores, scheduler, echo, records
             try:
                 done, pending = wait(pending, timeout=HEARTBEAT, return_when="FIRST_COMPLETED")
             except TimeoutError:  # long fits: say the grid is alive
-                bar.heartbeat()
+                bar.heartbeat(futures[f] for f in pending)
                 continue
             for future in done:
                 fit = futures[future]

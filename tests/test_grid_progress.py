@@ -1,0 +1,75 @@
+"""`biofuse run`'s heartbeat: where each running fit is, read from its train_log.csv."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+from biofuse.pipeline.grid_progress import FitProgress, epoch_line
+
+HEADER = "epoch,train_loss,val_score,val_selection,lr,seconds,tokens"
+
+
+def log(path: Path, *rows: str, tags: str = "") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join([(tags + "," if tags else "") + HEADER, *rows]) + "\n")
+    return path
+
+
+def fit(run_dir: Path):
+    return SimpleNamespace(task=SimpleNamespace(dataset="cov_vac"), run_dir=run_dir)
+
+
+def test_the_line_says_the_last_epoch_its_score_the_best_and_the_pace(tmp_path):
+    path = log(tmp_path / "train_log.csv",
+               "1,1.2,0.50,0.50,0.001,30.5,0", "2,0.9,0.70,0.60,0.001,31.0,0",
+               "3,0.8,0.65,0.62,0.001,29.6,0")
+    assert epoch_line(path, since=0) == "epoch 3: val 0.650, best 0.620, 30 s/epoch"
+
+
+def test_mil_tags_name_the_candidate_and_best_is_its_own(tmp_path):
+    path = log(tmp_path / "train_log.csv", "0.0,1,1.0,0.9,0.9,0.001,3,0",
+               "0.1,1,1.0,0.4,0.4,0.001,3,0", "0.1,2,1.0,0.5,0.45,0.001,3,0",
+               tags="entropy_weight")
+    line = epoch_line(path, since=0)
+    assert line == "epoch 2, entropy_weight 0.1: val 0.500, best 0.450, 3 s/epoch"
+
+
+def test_queued_stale_half_written_and_nan_logs(tmp_path):
+    assert epoch_line(tmp_path / "missing.csv", since=0) is None  # a queued fit
+    old = log(tmp_path / "old" / "train_log.csv", "1,1.0,0.5,0.5,0.001,3,0")
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    assert epoch_line(old, since=time.time() - 60) is None  # an earlier run's log
+    half = log(tmp_path / "half" / "train_log.csv", "1,1.0,0.5,0.5,0.001,3,0", "2,0.9,0.")
+    assert epoch_line(half, since=0).startswith("epoch 1:")
+    nan = log(tmp_path / "nan" / "train_log.csv", "1,nan,nan,nan,0.001,3,0")
+    assert epoch_line(nan, since=0) == "epoch 1: val undefined, best undefined, 3 s/epoch"
+    assert epoch_line(log(tmp_path / "empty" / "train_log.csv"), since=0) is None
+
+
+def test_heartbeat_lists_running_fits_and_skips_queued_ones(tmp_path):
+    lines: list[str] = []
+    bar = FitProgress(total=3, parallel=2, echo=lines.append)
+    running = fit(tmp_path / "runs" / "xattn-textcnn-s0-abc")
+    log(running.run_dir / "train_log.csv", "1,1.0,0.5,0.5,0.001,3,0")
+    bar.heartbeat([running, fit(tmp_path / "runs" / "queued")])
+    assert lines[0].startswith("fits 0 done, 2 running, 0 failed, 3 left;")
+    assert lines[1:] == ["  cov_vac xattn-textcnn-s0-abc: epoch 1: val 0.500, best 0.500, "
+                         "3 s/epoch"]
+
+
+def test_watching_beats_while_a_fit_runs_in_process_and_stops_after(tmp_path):
+    lines: list[str] = []
+    bar = FitProgress(total=1, parallel=1, echo=lines.append)
+    f = fit(tmp_path / "run")
+    with bar.watching(f, every=0.01):
+        log(f.run_dir / "train_log.csv", "1,1.0,0.5,0.5,0.001,3,0")
+        deadline = time.time() + 10
+        while not any("epoch 1" in line for line in lines) and time.time() < deadline:
+            time.sleep(0.01)
+    assert any(line.startswith("  cov_vac run: epoch 1:") for line in lines)
+    count = len(lines)
+    time.sleep(0.05)
+    assert len(lines) == count  # the thread is gone
