@@ -146,10 +146,11 @@ def predict(run_dir: str | Path, data: str | Path, *, cache: str | Path | None =
     run's table was read); returns a polars DataFrame (id, pred_<target> or pred/prob_<class>)
     and writes it to ``out`` (.parquet or .csv) when given. For a `fit` run the rows'
     embeddings must be in the cache (the error names the `biofuse extract` command that
-    computes them); a `finetune` run runs its own encoder and needs no cache."""
+    computes them): ``cache``, else the one the run was trained with while it exists, else the
+    default; a `finetune` run runs its own encoder and needs no cache."""
     from biofuse.pipeline.predict import predict as run
 
-    return run(run_dir, data, _cache(cache), out)
+    return run(run_dir, data, cache, out)
 
 
 @dataclass

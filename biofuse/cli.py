@@ -337,7 +337,9 @@ def _report_run(result, out: str, as_json: bool, interrupted: str, *extra: str) 
 @main.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.argument("data", type=click.Path(dir_okay=False))
-@click.option("--cache", "cache_dir", type=click.Path(file_okay=False))
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False),
+              help="Where DATA's embeddings are. Default: the cache the run was trained with "
+              "(config.json) while it exists, else $BIOFUSE_CACHE or the per-user cache.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
               help="Predictions file (.parquet or .csv).")
 def predict(run_dir: str, data: str, cache_dir: str | None, out: str) -> None:

@@ -201,6 +201,27 @@ def test_predict_hint_is_a_command_that_works(tmp_path, trained_run):
     assert res.exit_code == 0, res.output
 
 
+def test_predict_finds_the_runs_own_cache_and_falls_back_when_it_moved(tmp_path, trained_run,
+                                                                       monkeypatch):
+    import shutil
+
+    run_dir, cache = trained_run
+    table = tmp_path / "new.csv"
+    pl.DataFrame(good_rows(label=False)).write_csv(table)
+    monkeypatch.setenv("BIOFUSE_CACHE", str(tmp_path / "elsewhere"))
+    res = run("predict", run_dir, table, "--out", tmp_path / "p.csv")  # no --cache
+    assert res.exit_code == 0, res.output
+    moved = tmp_path / "moved_run"
+    shutil.copytree(run_dir, moved)
+    config = json.loads((moved / "config.json").read_text())
+    (moved / "config.json").write_text(json.dumps({**config, "cache": str(tmp_path / "gone")}))
+    res = run("predict", moved, table, "--out", tmp_path / "p.csv")
+    _assert_user_error(res, "no cache at")
+    assert str(tmp_path / "elsewhere") in res.output  # $BIOFUSE_CACHE, not the vanished one
+    res = run("predict", moved, table, "--cache", cache, "--out", tmp_path / "p.csv")
+    assert res.exit_code == 0, res.output
+
+
 def test_fit_hint_keeps_the_data_options(tmp_path):
     """With --orf longest-orf, the hinted extract embeds what fit then needs."""
     import shlex

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from biofuse.cache import default_cache_dir
 from biofuse.errors import ConfigError
 from biofuse.modality import Modality
 from biofuse.pipeline.data import DataSpec, load_dataset
@@ -31,10 +32,22 @@ def prediction_spec(run_config: dict, data: str | Path) -> DataSpec:
                    group_col=None, dedup="none")
 
 
-def predict(run_dir: str | Path, data: str | Path, cache_root, out: str | Path | None = None
-            ) -> pl.DataFrame:
+def run_cache(config: dict, cache_root) -> Path:
+    """Where a fit run's embeddings are looked up: ``cache_root`` when given, else the cache the
+    run was trained with (its config.json's ``cache``) while it exists, else the default."""
+    if cache_root is not None:
+        return Path(cache_root)
+    trained = config.get("cache")
+    if trained and Path(trained).is_dir():
+        return Path(trained)
+    return default_cache_dir()
+
+
+def predict(run_dir: str | Path, data: str | Path, cache_root=None,
+            out: str | Path | None = None) -> pl.DataFrame:
     """Predictions of the run's model for every row of ``data``: ``id`` and ``pred_<target>``
-    (or ``pred`` and ``prob_<class>``). Written to ``out`` (.parquet or .csv) when given."""
+    (or ``pred`` and ``prob_<class>``). Written to ``out`` (.parquet or .csv) when given.
+    ``cache_root``: where the rows' embeddings are (default: see :func:`run_cache`)."""
     out = Path(out) if out is not None else None
     if out is not None and out.suffix.lower() not in FORMATS:
         raise ConfigError(f"--out {out} has the suffix {out.suffix or '(none)'}; predictions are "
@@ -50,6 +63,7 @@ def predict(run_dir: str | Path, data: str | Path, cache_root, out: str | Path |
         return _write(pl.DataFrame({"id": ds.frame["id"].to_list()}
                                    | targets.columns(raw, None)), out)
     saved = run.load()
+    cache_root = run_cache(saved.config, cache_root)
     ds = load_dataset(prediction_spec(saved.config, data))
     encoders = {Modality.parse(m): info["store"] for m, info in saved.config["encoders"].items()}
     inputs = load_inputs(ds, encoders, cache_root, aligned=saved.model.fusion.aligned,
