@@ -233,7 +233,6 @@ def fit(ds: Dataset, options: FitOptions, cache_root, out: str | Path,
     run.check_writable()
     if o.threads:
         torch.set_num_threads(o.threads)
-    echo(f"training on {torch.get_num_threads()} torch threads")
     fusion_cls = FUSIONS[o.fusion]
     torch.use_deterministic_algorithms(True, warn_only=True)
     targets = make_targets(ds, log1p=o.log1p)
@@ -242,6 +241,7 @@ def fit(ds: Dataset, options: FitOptions, cache_root, out: str | Path,
     inputs = load_inputs(ds, encoders, cache_root, aligned=fusion_cls.aligned,
                          extract_hint=lambda m, e: extract_command(ds.spec, m, e, cache_root))
     work = _Training(inputs, targets, ds.labels(), splits, o, fusion_cls.aligned)
+    echo(f"training on {torch.get_num_threads()} torch threads")
     run.prepare()
     model_cfg = ModelConfig(tuple(str(m) for m in o.modalities),
                             {str(m): inputs.tables[m].dim for m in o.modalities},
