@@ -12,7 +12,8 @@ import numpy as np
 import zarr
 
 from biofuse.cache.parts import read_part_index
-from biofuse.cache.store import EmbeddingCache, EmbeddingStore
+from biofuse.cache.root import EmbeddingCache
+from biofuse.cache.store import EmbeddingStore
 from biofuse.errors import CacheError
 
 VERIFY_BLOCK_BYTES = 64 << 20
