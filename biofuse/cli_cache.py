@@ -49,10 +49,12 @@ def cache_info(cache_dir: str, fingerprint_id: str | None, as_json: bool) -> Non
     if not infos:
         click.echo(f"{cache_dir}: a biofuse cache with no embeddings yet")
     for i in infos:
-        click.echo(f"{i['id']}\n  model {i['model_id']} @ {i['revision']}, layer {i['layer']}, "
-                   f"{i['compute_dtype']} compute, long sequences: {i['long_policy']}")
-        click.echo(f"  {i['entries']} sequences, {i['tokens']} tokens x {i['dim']} "
-                   f"({i['storage_dtype']}) in {i['parts']} parts"
+        compute = ("" if i["compute_dtype"] in (None, "none")
+                   else f", {i['compute_dtype']} compute")
+        click.echo(f"{i['id']}\n  model {i['model_id']} @ {i['revision']}, layer {i['layer']}"
+                   f"{compute}, long sequences: {_long_policy(i['long_policy'])}")
+        click.echo(f"  {i['entries']:,} sequences, {i['tokens']:,} tokens x {i['dim']} "
+                   f"({i['storage_dtype']}) in {i['parts']} part{'' if i['parts'] == 1 else 's'}"
                    + (f", {i['duplicate_entries']} duplicate entries" if i["duplicate_entries"]
                       else ""))
         ratio = f" ({i['disk_vs_raw']:.3f}x raw)" if i["disk_vs_raw"] else ""
@@ -61,6 +63,17 @@ def cache_info(cache_dir: str, fingerprint_id: str | None, as_json: bool) -> Non
         if i["uncommitted_parts"]:
             click.echo(f"  {i['uncommitted_parts']} uncommitted parts "
                        f"({_size(i['uncommitted_bytes'])}): `biofuse cache gc` removes them")
+
+
+def _long_policy(policy: str) -> str:
+    """The fingerprint's "window:<context>:<overlap>" in words (an RNN has no context limit)."""
+    name, *rest = str(policy).split(":")
+    if name != "window" or len(rest) != 2 or not all(r.isdigit() for r in rest):
+        return str(policy)
+    context, overlap = (int(r) for r in rest)
+    if context >= 1 << 30:
+        return "whole (no context limit)"
+    return f"windows of {context:,} tokens overlapping by {overlap}"
 
 
 @cache.command("verify")

@@ -33,6 +33,14 @@ def test_info(tmp_path):
     assert info[0]["entries"] == 12 and info[0]["dim"] == 16 and info[0]["parts"] == 2
 
 
+def test_info_says_the_long_sequence_policy_in_words():
+    from biofuse.cli_cache import _long_policy
+
+    assert _long_policy("window:1022:64") == "windows of 1,022 tokens overlapping by 64"
+    assert _long_policy(f"window:{1 << 30}:64") == "whole (no context limit)"
+    assert _long_policy("truncate") == "truncate" and _long_policy("window:x") == "window:x"
+
+
 def test_verify_ok_and_damaged_exit_codes(tmp_path):
     store, _ = make(tmp_path)
     assert run("cache", "verify", store.cache.root).exit_code == 0
