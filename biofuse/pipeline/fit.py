@@ -26,6 +26,7 @@ from biofuse.errors import ConfigError
 from biofuse.fusion import FUSIONS
 from biofuse.fusion.model import FusionModel, ModelConfig
 from biofuse.heads import HEADS
+from biofuse.locks import exclusive
 from biofuse.modality import ALL, Modality, parse_modalities
 from biofuse.options import check, from_dict, option
 from biofuse.pipeline.data import Dataset, DataSpec
@@ -227,10 +228,15 @@ def fit(ds: Dataset, options: FitOptions, cache_root, out: str | Path,
     Ctrl-C keeps the best model so far: the run directory is written with status
     ``interrupted`` and the result says so.
     """
-    o = options
-    start = time.perf_counter()
     run = RunDir(out)
     run.check_writable()
+    with exclusive(run.path, "training a model",
+                   "Wait for it to finish, or pass another --out."):
+        return _fit(ds, options, cache_root, run, echo)
+
+
+def _fit(ds: Dataset, o: FitOptions, cache_root, run: RunDir, echo) -> FitResult:
+    start = time.perf_counter()
     if o.threads:
         torch.set_num_threads(o.threads)
     fusion_cls = FUSIONS[o.fusion]

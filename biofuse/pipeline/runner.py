@@ -29,6 +29,7 @@ import polars as pl
 
 from biofuse.cache import EmbeddingCache, default_cache_dir
 from biofuse.errors import BiofuseError, ConfigError
+from biofuse.locks import exclusive
 from biofuse.modality import Modality
 from biofuse.pipeline.experiment import Experiment, FinetuneTask, FitTask
 from biofuse.pipeline.grid_progress import FitProgress
@@ -349,10 +350,17 @@ def run_experiment(exp: Experiment, *, workers: int | None = None,
                    scheduler: str | None = None, progress: bool = True,
                    echo: Echo = lambda s: None, stop_after: int | None = None
                    ) -> ExperimentResult:
-    """Extract, fit, collect: the whole of `biofuse run` after validation."""
+    """Extract, fit, collect: the whole of `biofuse run` after validation; one at a time per
+    output folder."""
+    with exclusive(exp.out, "running an experiment",
+                   "Wait for it to finish (a later run skips the fits it finished), or pass "
+                   "another --out."):
+        return _run(exp, workers, scheduler, progress, echo, stop_after)
+
+
+def _run(exp: Experiment, workers, scheduler, progress, echo, stop_after) -> ExperimentResult:
     from biofuse.pipeline import results
 
-    exp.out.mkdir(parents=True, exist_ok=True)
     (exp.out / "experiment.toml").write_text(exp.path.read_text())  # what made these results
     plan = make_plan(exp)
     for line in plan.format():
