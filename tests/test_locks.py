@@ -69,3 +69,18 @@ def test_run_and_fit_refuse_a_folder_in_use(tmp_path):
         r = CliRunner().invoke(main, ["fit", str(data), "--fusion", "none", "--label-col",
                                       "expression", "--out", str(out)])
         assert r.exit_code == 2 and "been running an experiment there since" in r.output, r.output
+
+
+def test_finetune_refuses_a_run_directory_in_use(tmp_path):
+    from click.testing import CliRunner
+
+    from biofuse.cli import main
+    from tests.test_experiment import table
+
+    data = table(tmp_path / "t.csv")
+    out = tmp_path / "ft"
+    with exclusive(out, "finetuning a model", "-"):
+        r = CliRunner().invoke(main, ["finetune", str(data), "--modality", "protein", "--model",
+                                      "esm2_t6_8M", "--label-col", "expression", "--out",
+                                      str(out)])
+    assert r.exit_code == 2 and "been finetuning a model there since" in r.output, r.output

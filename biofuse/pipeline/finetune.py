@@ -27,6 +27,7 @@ import torch
 
 from biofuse.errors import ConfigError
 from biofuse.heads import HEADS
+from biofuse.locks import exclusive
 from biofuse.modality import Modality
 from biofuse.options import check, from_dict, option
 from biofuse.pipeline.data import Dataset
@@ -213,10 +214,16 @@ def finetune(ds: Dataset, options: FinetuneOptions, out: str | Path,
     """Finetune, select on validation, test once; write the run directory ``out`` with
     ``encoder/`` (a model directory ``extract --model`` reads). Ctrl-C keeps the best model so
     far (status ``interrupted``); running the same call again resumes from the last epoch."""
-    o, r = options, options.resolved()
-    start = time.perf_counter()
     run = RunDir(out)
     run.check_writable()
+    with exclusive(run.path, "finetuning a model",
+                   "Wait for it to finish, or pass another --out."):
+        return _finetune(ds, options, run, echo)
+
+
+def _finetune(ds: Dataset, options: FinetuneOptions, run: RunDir, echo) -> FinetuneResult:
+    o, r = options, options.resolved()
+    start = time.perf_counter()
     if o.threads:
         torch.set_num_threads(o.threads)
     encoder = load_encoder(o, r["device"])
