@@ -67,10 +67,11 @@ def cache_info(cache_dir: str, fingerprint_id: str | None, as_json: bool) -> Non
 
 def _long_policy(policy: str) -> str:
     """The fingerprint's "window:<context>:<overlap>" in words (an RNN has no context limit)."""
-    name, *rest = str(policy).split(":")
-    if name != "window" or len(rest) != 2 or not all(r.isdigit() for r in rest):
+    from biofuse.cache.fingerprint import parse_long_policy
+
+    _, context, overlap = parse_long_policy(policy)
+    if context is None:
         return str(policy)
-    context, overlap = (int(r) for r in rest)
     if context >= 1 << 30:
         return "whole (no context limit)"
     return f"windows of {context:,} tokens overlapping by {overlap}"

@@ -79,3 +79,12 @@ class Fingerprint:
         slug = "".join(c if c.isalnum() or c in "-_." else "_"
                        for c in self.model_id.rsplit("/", 1)[-1])[:40]
         return f"{slug}-{digest}"
+
+
+def parse_long_policy(policy: str) -> tuple[str, int | None, int | None]:
+    """A fingerprint's ``long_policy``: ("window", context, overlap) for
+    "window:<context>:<overlap>", else (its name, None, None)."""
+    name, *rest = str(policy).split(":")
+    if name == "window" and len(rest) == 2 and all(r.isdigit() for r in rest):
+        return name, int(rest[0]), int(rest[1])
+    return name, None, None

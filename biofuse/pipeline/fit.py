@@ -22,6 +22,7 @@ import polars as pl
 import torch
 
 from biofuse.cache import EmbeddingCache
+from biofuse.cache.fingerprint import parse_long_policy
 from biofuse.errors import ConfigError
 from biofuse.fusion import FUSIONS
 from biofuse.fusion.model import FusionModel, ModelConfig
@@ -160,10 +161,10 @@ def extract_command(spec: DataSpec, modality: Modality, encoder: str, cache_root
     else:
         args += ["--model", fp.encoder or fp.model_id]
         if fp.compute_dtype != "none":
-            policy, *rest = fp.long_policy.split(":")  # "window:<context>:<overlap>"
+            policy, _, overlap = parse_long_policy(fp.long_policy)
             args += ["--layer", str(fp.layer), "--dtype", fp.compute_dtype, "--long", policy]
-            if policy == "window" and len(rest) == 2:
-                args += ["--window-overlap", rest[1]]
+            if overlap is not None:
+                args += ["--window-overlap", str(overlap)]
     args += spec.cli_flags() + ["--cache", str(cache_root)]
     return shlex.join(args)
 

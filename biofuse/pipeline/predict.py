@@ -9,13 +9,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from biofuse.cache import default_cache_dir
 from biofuse.errors import ConfigError
 from biofuse.modality import Modality
 from biofuse.pipeline.data import DataSpec, load_dataset
 from biofuse.pipeline.embeddings import load_inputs, predict_rows
 from biofuse.pipeline.fit import extract_command
-from biofuse.pipeline.rundir import RunDir
+from biofuse.pipeline.rundir import RunDir, run_cache
 from biofuse.pipeline.targets import Targets
 
 #: file suffixes predictions can be written as
@@ -30,17 +29,6 @@ def prediction_spec(run_config: dict, data: str | Path) -> DataSpec:
                        for k, v in run_config["data"].items() if k in known})
     return replace(spec, path=str(data), label_cols=(), labels=False, split_col=None,
                    group_col=None, dedup="none")
-
-
-def run_cache(config: dict, cache_root) -> Path:
-    """Where a fit run's embeddings are looked up: ``cache_root`` when given, else the cache the
-    run was trained with (its config.json's ``cache``) while it exists, else the default."""
-    if cache_root is not None:
-        return Path(cache_root)
-    trained = config.get("cache")
-    if trained and Path(trained).is_dir():
-        return Path(trained)
-    return default_cache_dir()
 
 
 def predict(run_dir: str | Path, data: str | Path, cache_root=None,

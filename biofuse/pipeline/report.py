@@ -37,7 +37,7 @@ from biofuse.pipeline.results import (
     runs_frame,
     summarise,
 )
-from biofuse.pipeline.rundir import LOG_COLUMNS
+from biofuse.pipeline.rundir import LOG_COLUMNS, run_cache
 from biofuse.references import SOURCES, load_references, normalise
 
 
@@ -256,7 +256,7 @@ def _attribution(dataset: str, label: str, run_dir: Path, out: Path, cache,
         if not len(rows):
             return []
         stores = {m: e["store"] for m, e in saved.config["encoders"].items()}
-        att = attribute(saved.model, ds, rows, stores, cache or saved.config.get("cache"),
+        att = attribute(saved.model, ds, rows, stores, run_cache(saved.config, cache),
                         output=-1 if saved.targets.task == "classification" else 0)
     except (BiofuseError, OSError, KeyError) as exc:
         return [f"(No attribution view: {exc})", ""]

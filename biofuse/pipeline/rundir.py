@@ -36,6 +36,7 @@ import polars as pl
 import torch
 
 from biofuse import __version__
+from biofuse.cache import default_cache_dir
 from biofuse.errors import ConfigError
 from biofuse.fusion.model import FusionModel, ModelConfig
 from biofuse.pipeline.targets import Targets
@@ -46,6 +47,17 @@ ENCODER, ADAPTER, CHECKPOINT = "encoder", "adapter", "checkpoint.pt"
 #: train_log.csv's own columns; any other column is a tag (what was being trained, e.g. MIL's
 #: entropy weight)
 LOG_COLUMNS = ("epoch", "train_loss", "val_score", "val_selection", "lr", "seconds", "tokens")
+
+
+def run_cache(config: dict, cache_root) -> Path:
+    """Where a fit run's embeddings are looked up: ``cache_root`` when given, else the cache the
+    run was trained with (its config.json's ``cache``) while it exists, else the default."""
+    if cache_root is not None:
+        return Path(cache_root)
+    trained = config.get("cache")
+    if trained and Path(trained).is_dir():
+        return Path(trained)
+    return default_cache_dir()
 
 
 class RunDir:
