@@ -26,19 +26,17 @@ MTIME_SLACK = 2.0
 
 @dataclass
 class FitProgress:
-    """fits done / running / failed / left, seconds per fit and ETA, on stderr."""
+    """fits done / running / failed / left and the ETA, on stderr."""
 
     total: int
     parallel: int
     echo: Echo
     done: int = 0
     failed: int = 0
-    seconds: list[float] = field(default_factory=list)
     start: float = field(default_factory=time.perf_counter)
     wall_start: float = field(default_factory=time.time)
 
     def finished(self, fit: Any, record: dict) -> None:
-        self.seconds.append(record["seconds"])
         if record["status"] == "failed":
             self.failed += 1
             what = f"FAILED: {record['error'].splitlines()[0]}"
