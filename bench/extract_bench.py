@@ -5,7 +5,7 @@ save_pretrained and loaded through biofuse's real loading path. The workload mix
 CoV-Vac-like peptides (27 residues / 81 nt) with 200-1,000 residue proteins (600-3,000 nt).
 
 Measured, in one process, interleaved:
-  e2e     biofuse.pipeline.extract.extract(): plan, tokenize, batch, forward, stitch, cache write
+  e2e     biofuse.pipeline.extract.extraction.extract(): plan, tokenize, batch, forward, stitch, cache write
   bare    only model(input_ids, attention_mask) on exactly the batches e2e builds
   naive   one sequence at a time, transformers' tokenizer, fp32, one .npy file per sequence
 for fp32 and bf16, plus the cosine similarity of bf16 to fp32 embeddings and the model-FLOPs
@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from biofuse.pipeline.batching import token_budget_batches
 from biofuse.pipeline.encoders import EncoderRequest, build_encoder
 from biofuse.pipeline.extract import extract
+from biofuse.pipeline.extract.batching import token_budget_batches
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.helpers: the model formats
 

@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from extract_bench import SIZES, loaded, run_bare, save_model, workload  # noqa: E402
 
-from biofuse.pipeline.batching import token_budget_batches  # noqa: E402
 from biofuse.pipeline.encoders import EncoderRequest  # noqa: E402
+from biofuse.pipeline.extract.batching import token_budget_batches  # noqa: E402
 
 MATMUL = ("aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm", "aten::matmul")
 ATTENTION = ("aten::_scaled_dot_product_flash_attention_for_cpu",

@@ -60,9 +60,10 @@ def _measure(config: dict, model_dir: str, steps: int, queue) -> None:
     import torch
 
     from biofuse.heads import HEADS
-    from biofuse.pipeline.embeddings import autocast
-    from biofuse.pipeline.finetune import FinetuneOptions, build_network, load_encoder
-    from biofuse.pipeline.finetune_model import EncoderHead, Tokens, epoch_steps, predict_rows
+    from biofuse.pipeline.finetune import FinetuneOptions
+    from biofuse.pipeline.finetune.model import EncoderHead, Tokens, epoch_steps, token_outputs
+    from biofuse.pipeline.finetune.training import build_network, load_encoder
+    from biofuse.pipeline.train.inputs import autocast
 
     torch.set_num_threads(config.get("threads", torch.get_num_threads()))
     ds = _dataset()
@@ -96,7 +97,7 @@ def _measure(config: dict, model_dir: str, steps: int, queue) -> None:
         if k:  # the first step is a warm-up
             times.append(time.perf_counter() - t)
     t = time.perf_counter()
-    predict_rows(model, tokens, val, r["batch_tokens"], o.dtype)
+    token_outputs(model, tokens, val, r["batch_tokens"], o.dtype)
     val_seconds = time.perf_counter() - t
     step = float(np.median(times))
     step_tokens = 32 * float(tokens.lengths[train].mean())

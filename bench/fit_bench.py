@@ -28,10 +28,10 @@ from bench.extract_bench import save_model  # noqa: E402
 from biofuse.cache import EmbeddingCache  # noqa: E402
 from biofuse.fusion.model import FusionModel, ModelConfig  # noqa: E402
 from biofuse.modality import Modality  # noqa: E402
-from biofuse.pipeline.embeddings import ModalityTable, ModelInputs  # noqa: E402
 from biofuse.pipeline.encoders import EncoderRequest, build_encoder  # noqa: E402
-from biofuse.pipeline.extract import compute  # noqa: E402
-from biofuse.pipeline.fit import length_batches  # noqa: E402
+from biofuse.pipeline.extract.compute import compute  # noqa: E402
+from biofuse.pipeline.train.fit import length_batches  # noqa: E402
+from biofuse.pipeline.train.inputs import ModalityTable, ModelInputs  # noqa: E402
 
 
 def _loss(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,7 @@ head. Every configuration trains one epoch in its own process (so peak memory is
 
   fp32             the defaults: float32, batches of 32 rows
   fp32+budget      float32, batches also capped at --batch-tokens padded codons
-  bf16             --precision bf16 (autocast: matmuls and convolutions in bfloat16)
+  bf16             --dtype bf16 (autocast: matmuls and convolutions in bfloat16)
   bf16+budget      both
 
   before           with --before REV: the fp32 defaults run by biofuse as of commit REV (a git
@@ -43,7 +43,7 @@ CONFIGS = {"fp32": ("fp32", None), "fp32+budget": ("fp32", "budget"),
 
 
 def make_table(path: Path, rows: int, seed: int = 0) -> dict:
-    from biofuse.pipeline import dogma
+    from biofuse.pipeline.data import dogma
 
     rng = np.random.default_rng(seed)
     sense = sorted(c for c, aa in dogma.genetic_code(1).codons.items()
@@ -137,10 +137,10 @@ def _model_inputs(ds, cache, ModelConfig):
 
     try:
         from biofuse.modality import ALL
-        from biofuse.pipeline.embeddings import autocast, load_inputs
-        from biofuse.pipeline.fit import length_batches
+        from biofuse.pipeline.train.fit import length_batches
+        from biofuse.pipeline.train.inputs import autocast, load_inputs
     except ImportError:  # biofuse before the library API: fit.load_tensors / _forward
-        from biofuse.pipeline import fit as old
+        from biofuse.pipeline import fit as old  # the layout of that time
 
         mods = ("dna", "rna", "protein")
         t = old.load_tensors(ds, old.FitConfig(fusion="mil", encoders={m: "onehot" for m in mods}),

@@ -64,7 +64,7 @@ def main() -> None:
     args = ap.parse_args()
     import biofuse
     from biofuse.pipeline.experiment import load_experiment
-    from biofuse.pipeline.runner import cores, extract_stage, make_plan
+    from biofuse.pipeline.experiment.runner import cores, extract_stage, make_plan
 
     work = Path(tempfile.mkdtemp(prefix="biofuse-grid-bench-"))
     path = work / "grid.toml"
@@ -79,7 +79,7 @@ def main() -> None:
     for i, task in enumerate(exp.tasks):
         t = time.perf_counter()
         ds = exp.loaded[task.dataset]
-        opts = task.fit_options().to_dict()
+        opts = task.resolved().to_dict()
         biofuse.fit(ds, out=work / "bare" / str(i), cache=exp.cache, **opts)
         bare.append(time.perf_counter() - t)
         print(f"bare fit {i + 1}/{n}: {bare[-1]:.1f} s", flush=True)

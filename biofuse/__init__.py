@@ -8,7 +8,7 @@ The Python API (see ``biofuse.api`` and docs/api.md)::
     result = biofuse.fit(ds, fusion="mil", cache="cache", out="runs/mil", ...)
 """
 
-__version__ = "0.5.0"
+from biofuse.version import __version__
 
 _API = ("load_dataset", "extract", "fit", "finetune", "predict", "embeddings", "plan", "run",
         "report", "demo", "Embeddings")

@@ -32,9 +32,9 @@ from biofuse.cache import EmbeddingCache, Fingerprint, default_cache_dir, sequen
 from biofuse.modality import ALL, Modality
 from biofuse.options import from_dict
 from biofuse.pipeline.data import Dataset, DataSpec
-from biofuse.pipeline.data import load_dataset as _load
+from biofuse.pipeline.data import load_dataset as read_dataset
 from biofuse.pipeline.extract import ExtractOptions, Summary
-from biofuse.pipeline.fit import FitOptions, FitResult
+from biofuse.pipeline.train import FitOptions, FitResult
 
 Echo = Callable[[str], None]
 
@@ -55,10 +55,10 @@ def load_dataset(data: str | Path | DataSpec | Dataset, **spec: Any) -> Dataset:
             raise TypeError("load_dataset: pass spec options with a path, not a Dataset")
         return data
     if isinstance(data, DataSpec):
-        return _load(data if not spec else DataSpec(**{**data.__dict__, **spec}))
+        return read_dataset(data if not spec else DataSpec(**{**data.__dict__, **spec}))
     if "label_cols" in spec and isinstance(spec["label_cols"], str):
         spec["label_cols"] = (spec["label_cols"],)
-    return _load(from_dict(DataSpec, {"path": str(data), **spec}))
+    return read_dataset(from_dict(DataSpec, {"path": str(data), **spec}))
 
 
 def _cache(cache: str | Path | None) -> str | Path:
@@ -72,13 +72,13 @@ def extract(data: str | Path | DataSpec | Dataset, *, modality: str = Modality.P
     with a frozen encoder, computing only what the cache lacks. Returns one summary per
     modality (sequences computed and cached, tokens/s, long sequences windowed...).
 
-    ``options``: the fields of :class:`~biofuse.pipeline.extract.ExtractOptions` (``model``,
-    ``layer``, ``dtype``, ``batch_tokens``, ``long_policy``, ``workers``, ...). ``encoder``: an
-    already-built encoder to reuse across calls. A KeyboardInterrupt stops after the current
+    ``options``: the fields of :class:`~biofuse.pipeline.extract.ExtractOptions`
+    (``model``, ``layer``, ``dtype``, ``batch_tokens``, ``long_policy``, ``workers``, ...).
+    ``encoder``: an already-built encoder to reuse across calls. A KeyboardInterrupt stops after the current
     batch; the summary says ``interrupted`` and finished embeddings are kept.
     """
     from biofuse.errors import ConfigError
-    from biofuse.pipeline.extract import extract as run
+    from biofuse.pipeline.extract import extract as extract_sequences
 
     opts = from_dict(ExtractOptions, options)
     if modality == "all":
@@ -92,10 +92,11 @@ def extract(data: str | Path | DataSpec | Dataset, *, modality: str = Modality.P
     ds = load_dataset(data)
     summaries = []
     for m in modalities:
-        summary = run(ds.frame[m.column].to_list(), opts.request(m), _cache(cache),
-                      batch_tokens=opts.resolved_batch_tokens(), workers=opts.workers,
-                      scheduler=opts.scheduler, progress=progress,
-                      commit_seconds=opts.commit_every, echo=echo, encoder=encoder)
+        summary = extract_sequences(
+            ds.frame[m.column].to_list(), opts.request(m), _cache(cache),
+            batch_tokens=opts.resolved_batch_tokens(), workers=opts.workers,
+            scheduler=opts.scheduler, progress=progress, commit_seconds=opts.commit_every,
+            echo=echo, encoder=encoder)
         summaries.append(summary)
         if summary.interrupted:
             break
@@ -107,17 +108,18 @@ def fit(data: str | Path | DataSpec | Dataset, *, out: str | Path,
     """Train a fusion model on the cached embeddings of the dataset and write the run
     directory ``out`` (config, metrics, predictions, MIL weights, model, training log).
 
-    ``options``: the fields of :class:`~biofuse.pipeline.fit.FitOptions` (``fusion``,
-    ``modalities``, ``encoders`` as {modality: encoder name or fingerprint id}, ``head``,
-    ``seed``, ``epochs``, ``lr``, ``fusion_options``, ``head_options``, ...). ``echo`` receives
+    ``options``: the fields of :class:`~biofuse.pipeline.train.FitOptions` (``fusion``,
+    ``modalities``, ``encoders`` as {modality: encoder name, model directory, or cache store
+    id}, ``head``, ``seed``, ``epochs``, ``lr``, ``dtype``, ``fusion_options``,
+    ``head_options``, ...). ``echo`` receives
     progress lines (one per epoch or every few seconds). Returns the metrics and the run
     directory; ``interrupted`` is True when Ctrl-C stopped training (the best model so far is
     saved).
     """
-    from biofuse.pipeline.fit import fit as run
+    from biofuse.pipeline.train import fit as train
 
-    return run(load_dataset(data), from_dict(FitOptions, options), _cache(cache), Path(out),
-               echo=echo)
+    return train(load_dataset(data), from_dict(FitOptions, options), _cache(cache), Path(out),
+                 echo=echo)
 
 
 def finetune(data: str | Path | DataSpec | Dataset, *, out: str | Path, echo: Echo = _quiet,
@@ -135,9 +137,9 @@ def finetune(data: str | Path | DataSpec | Dataset, *, out: str | Path, echo: Ec
     with the same options resumes from the last finished epoch. Returns a
     :class:`~biofuse.pipeline.finetune.FinetuneResult`."""
     from biofuse.pipeline.finetune import FinetuneOptions
-    from biofuse.pipeline.finetune import finetune as run
+    from biofuse.pipeline.finetune import finetune as train
 
-    return run(load_dataset(data), from_dict(FinetuneOptions, options), Path(out), echo=echo)
+    return train(load_dataset(data), from_dict(FinetuneOptions, options), Path(out), echo=echo)
 
 
 def predict(run_dir: str | Path, data: str | Path, *, cache: str | Path | None = None,
@@ -148,9 +150,15 @@ def predict(run_dir: str | Path, data: str | Path, *, cache: str | Path | None =
     embeddings must be in the cache (the error names the `biofuse extract` command that
     computes them): ``cache``, else the one the run was trained with while it exists, else the
     default; a `finetune` run runs its own encoder and needs no cache."""
-    from biofuse.pipeline.predict import predict as run
+    from biofuse.pipeline.train.rundir import RunDir
 
-    return run(run_dir, data, cache, out)
+    if RunDir(run_dir).read_config().get("kind") == "finetune":
+        from biofuse.pipeline.finetune.predict import predict as score_finetuned
+
+        return score_finetuned(run_dir, data, out)
+    from biofuse.pipeline.train import predict as score_fitted
+
+    return score_fitted(run_dir, data, cache, out)
 
 
 @dataclass
@@ -189,8 +197,8 @@ def embeddings(data: str | Path | DataSpec | Dataset, *, modality: str, encoder:
     """Read the cached embeddings of ``modality`` for every row of the dataset, in the encoder's
     own tokens. ``encoder``: registered name, model directory or fingerprint id (default: the
     modality's default encoder)."""
-    from biofuse.pipeline.embeddings import find_store
-    from biofuse.pipeline.fit import extract_command
+    from biofuse.pipeline.extract import extract_command
+    from biofuse.pipeline.train.inputs import find_store
 
     ds = load_dataset(data)
     m = Modality.parse(modality)
@@ -212,8 +220,7 @@ def plan(experiment: str | Path, *, out: str | Path | None = None,
     :class:`~biofuse.pipeline.experiment.ExperimentError`) and say what running it would do:
     per encoder the sequences to compute vs cached, the fits to run vs already finished.
     Computes nothing."""
-    from biofuse.pipeline.experiment import load_experiment
-    from biofuse.pipeline.runner import make_plan
+    from biofuse.pipeline.experiment import load_experiment, make_plan
 
     return make_plan(load_experiment(experiment, out=out, cache=cache))
 
@@ -224,10 +231,9 @@ def run(experiment: str | Path, *, out: str | Path | None = None,
     """Run an experiment file: validate it, extract what its encoders lack (each once over every
     dataset), run its fits in parallel (a local Dask cluster of ``workers``, or the cluster at
     ``scheduler``), skip fits already finished, and write ``results.parquet/.csv/.md`` to its
-    output folder. Returns an :class:`~biofuse.pipeline.runner.ExperimentResult` (``results``:
+    output folder. Returns an :class:`~biofuse.pipeline.experiment.ExperimentResult` (``results``:
     one row per configuration; ``failed``: fits that failed, with their errors)."""
-    from biofuse.pipeline.experiment import load_experiment
-    from biofuse.pipeline.runner import run_experiment
+    from biofuse.pipeline.experiment import load_experiment, run_experiment
 
     exp = load_experiment(experiment, out=out, cache=cache)
     return run_experiment(exp, workers=workers, scheduler=scheduler, progress=progress,

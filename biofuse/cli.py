@@ -7,19 +7,23 @@ Exit codes: 0 success, 2 a user or data error (one paragraph, no traceback), 1 a
 from __future__ import annotations
 
 import errno
-import functools
 import json
 import sys
 
 import click
 
-from biofuse import __version__
 from biofuse.cli_cache import cache
 from biofuse.cli_experiments import demo, report, run
-from biofuse.cli_options import dataclass_options, method_options, parsed_method_values, parsed_values
+from biofuse.cli_options import (
+    data_options,
+    dataclass_options,
+    method_options,
+    parsed_method_values,
+    parsed_values,
+)
 from biofuse.errors import BiofuseError
 from biofuse.modality import ALL, NAMES
-from biofuse.pipeline import dogma, splits
+from biofuse.version import __version__
 
 
 class _Group(click.Group):
@@ -108,54 +112,6 @@ def main(debug: bool) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Shared data options
-
-def data_options(func):
-    """The options that say how a table becomes a dataset; they build a ``DataSpec``."""
-    options = [
-        click.option("--sequence-col", help="Column with the mRNA / CDS (T or U). Auto: mrna, "
-                     "cds, sequence, seq, ..."),
-        click.option("--dna-col", help="Column with a DNA sequence given separately (not derived)."),
-        click.option("--protein-col", help="Column with a protein sequence given separately."),
-        click.option("--label-col", "label_cols", multiple=True,
-                     help="Target column; repeat for several targets. Auto: label, value, target, y."),
-        click.option("--split-col", help="Column with train/val/test. Without one: a seeded "
-                     "70/15/15 random split (or a group split with --group-col)."),
-        click.option("--group-col", help="Column of groups (e.g. gene) that must not span splits."),
-        click.option("--id-col", help="Column of unique ids. Default: row-1, row-2, ..."),
-        click.option("--task", type=click.Choice(["auto", "regression", "classification"]),
-                     default="auto", show_default=True),
-        click.option("--orf", type=click.Choice(dogma.ORF_POLICIES),
-                     default=dogma.DEFAULT_ORF_POLICY, show_default=True,
-                     help="How a sequence is put on the codon grid: "
-                     + "; ".join(f"'{k}': {v}" for k, v in dogma.ORF_POLICY_HELP.items())),
-        click.option("--genetic-code", type=click.Choice([str(t) for t in dogma.GENETIC_CODES]),
-                     default="1", show_default=True, help="NCBI genetic code table id."),
-        click.option("--split-seed", type=int, default=0, show_default=True),
-        click.option("--dedup", type=click.Choice(splits.DEDUP_POLICIES), default="none",
-                     show_default=True, help="; ".join(f"'{k}': {v}"
-                                                      for k, v in splits.DEDUP_HELP.items())),
-        click.option("--sep", help="Field separator of a text table. Default: sniffed."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        from biofuse.pipeline.data import DataSpec
-
-        names = ["sequence_col", "dna_col", "protein_col", "label_cols", "split_col",
-                 "group_col", "id_col", "task", "orf", "genetic_code", "split_seed", "dedup", "sep"]
-        fields = {k: kwargs.pop(k) for k in names}
-        fields["label_cols"] = tuple(fields["label_cols"])
-        fields["genetic_code"] = int(fields["genetic_code"])
-        kwargs["spec"] = DataSpec(path=kwargs.pop("data"), **fields)
-        return func(*args, **kwargs)
-
-    return wrapper
-
-
-# ---------------------------------------------------------------------------------------------
 # biofuse data
 
 @main.group()
@@ -176,10 +132,10 @@ def data_inspect(spec, as_json: bool) -> None:
       biofuse data inspect mRFP_Expression.csv
       biofuse data inspect genes.tsv --sequence-col cds --label-col tpm --group-col gene --json
     """
-    from biofuse.pipeline.data import load_dataset
-    from biofuse.pipeline.inspect import format_report
+    from biofuse import api
+    from biofuse.pipeline.data import format_report
 
-    ds = load_dataset(spec)
+    ds = api.load_dataset(spec)
     if as_json:
         click.echo(json.dumps(ds.report.to_dict(), indent=2))
     else:
@@ -238,7 +194,7 @@ def encoders(as_json: bool) -> None:
     rows = [{"name": i.name, "modality": str(i.modality), "dim": i.dim,
              "nt_per_token": i.nt_per_token, "source": i.source, "extra": i.extra,
              "description": i.description}
-            for by in ENCODERS.values() for i in by.values()]
+            for i in ENCODERS.values()]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -267,7 +223,7 @@ def _parse_encoders(values: tuple[str, ...]) -> dict[str, str]:
 def _fit_options():
     from biofuse.fusion import FUSIONS
     from biofuse.heads import HEADS
-    from biofuse.pipeline.fit import FitOptions
+    from biofuse.pipeline.train import FitOptions
 
     def decorate(func):
         func = method_options(HEADS, "head")(func)
@@ -307,7 +263,7 @@ def fit(spec, encoders: tuple[str, ...], cache_dir: str | None, out: str, as_jso
     from biofuse import api
     from biofuse.fusion import FUSIONS
     from biofuse.heads import HEADS
-    from biofuse.pipeline.fit import FitOptions
+    from biofuse.pipeline.train import FitOptions
 
     options = parsed_values(FitOptions, kwargs)
     options["fusion_options"] = parsed_method_values(FUSIONS, "fusion", options["fusion"], kwargs)
@@ -321,7 +277,7 @@ def fit(spec, encoders: tuple[str, ...], cache_dir: str | None, out: str, as_jso
 def _report_run(result, out: str, as_json: bool, interrupted: str, *extra: str) -> None:
     """The end of `fit` and `finetune`: metrics.json (--json) or the metrics, where the run is,
     and exit 130 when Ctrl-C stopped it."""
-    from biofuse.pipeline.metrics import format_metrics
+    from biofuse.pipeline.train.metrics import format_metrics
 
     if as_json:
         click.echo(json.dumps(result.metrics, indent=2))

@@ -4,15 +4,20 @@ Every configurable component (extract, fit, each fusion method and head) declare
 a frozen, keyword-only dataclass whose fields are made with :func:`option`. The same declaration
 gives the Python API its defaults and checks (``check`` in ``__post_init__``) and the command
 line its flags (``biofuse.cli`` builds click options from the fields), so an option exists in one
-place only.
+place only. A subclass that shares an option but not its default says so with
+:func:`same_option` (the help, flag and range stay the base's). An option that was renamed keeps
+its old name as an alias: :func:`from_dict` and the command line accept it with a deprecation
+warning.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import types
 import typing
-from dataclasses import MISSING, Field
+import warnings
+from dataclasses import MISSING, Field, dataclass
 from typing import Any
 
 from biofuse.errors import ConfigError
@@ -20,18 +25,44 @@ from biofuse.errors import ConfigError
 
 def option(default: Any = MISSING, help: str = "", *, flag: str | None = None,
            min: float | None = None, max: float | None = None, above: float | None = None,
-           choices: tuple[str, ...] | None = None, cli: bool = True) -> Any:
+           choices: tuple[str, ...] | None = None, cli: bool = True,
+           aliases: tuple[str, ...] = ()) -> Any:
     """A dataclass field that is an option.
 
     ``flag``: the command-line flag (default ``--<prefix><name>`` with dashes); ``min``/``max``:
     inclusive bounds, ``above``: exclusive lower bound; ``choices``: allowed strings; ``cli``:
-    False for options only the Python API sets. Numbers must also be finite.
+    False for options only the Python API sets; ``aliases``: former names, still accepted (with
+    a deprecation warning) as keywords, experiment-file keys and flags. Numbers must also be
+    finite.
     """
     meta = {"help": help, "flag": flag, "min": min, "max": max, "above": above,
-            "choices": choices, "cli": cli}
+            "choices": choices, "cli": cli, "aliases": tuple(aliases)}
+    return _field(default, meta)
+
+
+def _field(default: Any, meta: dict) -> Any:
     if isinstance(default, (list, dict, set)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
+
+
+def same_option(base: type, name: str, default: Any, note: str = "") -> Any:
+    """Option ``name`` of the options class ``base`` with this subclass's own default: the
+    help, flag, range and aliases are declared once, in ``base``; ``note`` adds what only this
+    subclass's users need to know (how its default is chosen)."""
+    f = next((f for f in dataclasses.fields(base) if f.name == name), None)
+    assert f is not None and "help" in f.metadata, f"{base.__name__} has no option {name}"
+    meta = dict(f.metadata)
+    if note:
+        meta["help"] = f"{meta['help']} {note}"
+    return _field(default, meta)
+
+
+@dataclass(frozen=True, kw_only=True)
+class NoOptions:
+    """The options of a method (fusion, head) that has none."""
+
+    prefix = ""
 
 
 def flag_name(f: Field, prefix: str = "") -> str:
@@ -40,6 +71,11 @@ def flag_name(f: Field, prefix: str = "") -> str:
 
 def option_fields(cls) -> list[Field]:
     return [f for f in dataclasses.fields(cls) if "help" in f.metadata]
+
+
+def alias_flags(f: Field, prefix: str = "") -> list[str]:
+    """The command-line spellings of an option's former names."""
+    return [f"--{prefix}{a.replace('_', '-')}" for a in f.metadata.get("aliases", ())]
 
 
 def _resolved_types(obj) -> dict[str, Any]:
@@ -56,7 +92,7 @@ def check(obj, prefix: str = "") -> None:
         kind = hints.get(f.name)
         if value is None:
             continue
-        base = _base_type(kind)
+        base = base_type(kind)
         if base is bool:
             if not isinstance(value, bool):
                 raise ConfigError(f"{flag} {value!r} is not true or false.", "Use true or false.")
@@ -78,11 +114,11 @@ def check(obj, prefix: str = "") -> None:
                               f"Use one of: {', '.join(choices)}.")
 
 
-def _base_type(kind) -> Any:
+def base_type(kind) -> Any:
     """int for ``int``, ``int | None``; tuple for ``tuple[int, ...]``; else the type itself."""
     args = [a for a in typing.get_args(kind) if a is not type(None)]
-    if typing.get_origin(kind) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        return _base_type(args[0]) if len(args) == 1 else kind
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        return base_type(args[0]) if len(args) == 1 else kind
     return typing.get_origin(kind) or kind
 
 
@@ -113,7 +149,7 @@ def _default_text(f: Field) -> str:
 def from_dict(cls, values: dict[str, Any] | None, prefix: str = ""):
     """Build ``cls`` from a dict, naming unknown keys (with the flags that exist) as a ConfigError;
     lists become tuples where the field is a tuple."""
-    values = dict(values or {})
+    values = canonical_names(cls, values, prefix)
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = [k for k in values if k not in known]
     if unknown:
@@ -122,6 +158,31 @@ def from_dict(cls, values: dict[str, Any] | None, prefix: str = ""):
                           f"Its options are: {flags}.")
     hints = typing.get_type_hints(cls)
     for k, v in values.items():
-        if isinstance(v, list) and _base_type(hints.get(k)) is tuple:
+        if isinstance(v, list) and base_type(hints.get(k)) is tuple:
             values[k] = tuple(v)
     return cls(**values)
+
+
+def renamed(cls) -> dict[str, str]:
+    """Former option names of ``cls`` -> their current names."""
+    return {a: f.name for f in option_fields(cls) for a in f.metadata.get("aliases", ())}
+
+
+def canonical_names(cls, values: dict[str, Any] | None, prefix: str = "",
+                    warn: bool = True) -> dict[str, Any]:
+    """``values`` with former option names replaced by current ones (a FutureWarning each, when
+    ``warn``); both spellings at once is a ConfigError."""
+    values = dict(values or {})
+    for old, new in renamed(cls).items():
+        if old not in values:
+            continue
+        if new in values:
+            raise ConfigError(f"{old} and {new} are one option ({old} is its former name); "
+                              "both were given.", f"Give {new} only.")
+        if warn:
+            flags = f"--{prefix}{old.replace('_', '-')}", f"--{prefix}{new.replace('_', '-')}"
+            warnings.warn(f"The option {old} ({flags[0]}) is now called {new} ({flags[1]}); the "
+                          "old name still works but will be removed.", FutureWarning,
+                          stacklevel=3)
+        values[new] = values.pop(old)
+    return values

@@ -6,7 +6,8 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from biofuse.pipeline.batching import stitch, token_budget_batches, windows
+from biofuse.pipeline.encoders.windows import stitch, windows
+from biofuse.pipeline.extract.batching import token_budget_batches
 
 
 @given(st.lists(st.integers(1, 500), max_size=60), st.integers(1, 2000), st.integers(0, 2))

@@ -59,6 +59,7 @@ def test_concurrent_writers_with_overlapping_keys(tmp_path, n_writers):
     assert verify_store(store).ok
 
 
+@pytest.mark.slow  # processes and clusters: seconds each; CI runs them
 def test_sigkill_at_random_moments_then_resume(tmp_path):
     rnd = random.Random(1234)
     ks = keys(240)

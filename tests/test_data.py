@@ -141,7 +141,9 @@ def test_random_split_fractions(write):
 
 
 def test_report_is_json_serialisable(real_table):
-    json.dumps(load(real_table("mlos")).report.to_dict())
+    report = load(real_table("mlos")).report.to_dict()
+    assert json.loads(json.dumps(report)) == report
+    assert report["rows_kept"] > 0 and report["dataset_hash"]
 
 
 # ------------------------------------------------------------------ the catalogue of bad inputs

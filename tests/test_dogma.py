@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from biofuse.errors import ConfigError, OrfError, SequenceError
-from biofuse.pipeline import dogma
+from biofuse.pipeline.data import dogma
 
 rna = st.text(alphabet="ACGU", max_size=300)
 rna_n = st.text(alphabet="ACGUN", max_size=300)

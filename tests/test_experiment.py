@@ -12,7 +12,7 @@ import biofuse
 from biofuse.cli import main
 from biofuse.examples import make_cds_example
 from biofuse.pipeline.experiment import ExperimentError, load_experiment
-from biofuse.pipeline.runner import make_plan, run_experiment
+from biofuse.pipeline.experiment.runner import make_plan, run_experiment
 
 
 def table(path, n=60, seed=0, codons=10):
@@ -180,8 +180,9 @@ def test_dry_run_plans_without_computing(tmp_path):
     assert not list((tmp_path / "cache").glob("*/zarr.json"))  # no store was left behind
 
 
+@pytest.mark.slow  # processes and clusters: seconds each; CI runs them
 def test_fits_run_on_a_two_worker_dask_cluster(tmp_path, monkeypatch):
-    from biofuse.pipeline import runner
+    from biofuse.pipeline.experiment import runner
 
     monkeypatch.setattr(runner, "HEARTBEAT", 0.2)  # a "still running" line this often
     path = write_toml(tmp_path, seeds=(0,))
@@ -209,6 +210,7 @@ def test_the_shipped_annotated_example_is_valid():
     assert len(exp.tasks) == (3 + 4 + 16) * 3
 
 
+@pytest.mark.slow  # processes and clusters: seconds each; CI runs them
 def test_fits_run_on_an_existing_cluster_given_by_its_address(tmp_path):
     from distributed import LocalCluster
 

@@ -24,7 +24,8 @@ from biofuse.cli import main  # noqa: E402
 from biofuse.errors import BiofuseError  # noqa: E402
 from biofuse.pipeline.encoders import EncoderRequest, build_encoder  # noqa: E402
 from biofuse.pipeline.encoders.onehot import OneHotEncoder  # noqa: E402
-from biofuse.pipeline.extract import Counts, OutOfMemory, embed_with_fallback, extract  # noqa: E402
+from biofuse.pipeline.extract import extract  # noqa: E402
+from biofuse.pipeline.extract.compute import Counts, OutOfMemory, embed_with_fallback  # noqa: E402
 from tests.helpers.tiny_models import save_tiny_esm2  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -163,6 +164,7 @@ def test_cli_extract_user_errors(tmp_path, args, message):
     assert message in res.output and "Traceback" not in res.output
 
 
+@pytest.mark.slow  # processes and clusters: seconds each; CI runs them
 def test_resume_after_sigkill_equals_uninterrupted_run(esm2_dir, tmp_path):
     seqs = proteins(400, 20, 38, seed=5)
     data = write_table(tmp_path / "d.csv", seqs)
@@ -201,6 +203,7 @@ def test_resume_after_sigkill_equals_uninterrupted_run(esm2_dir, tmp_path):
     assert resumed.lengths.tolist() == clean.lengths.tolist()
 
 
+@pytest.mark.slow  # processes and clusters: seconds each; CI runs them
 def test_ctrl_c_saves_work_prints_summary_and_exits_130(esm2_dir, tmp_path):
     seqs = proteins(600, 20, 38, seed=7)
     data = write_table(tmp_path / "d.csv", seqs)
@@ -234,6 +237,7 @@ def test_dataset_without_the_modality_is_a_clear_error(tmp_path):
 
 # ------------------------------------------------------------------ Dask
 
+@pytest.mark.slow  # processes and clusters: seconds each; CI runs them
 def test_two_local_dask_workers_equal_in_process(esm2_dir, tmp_path):
     pytest.importorskip("distributed")
     seqs = proteins(60, seed=11)
@@ -253,6 +257,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # processes and clusters: seconds each; CI runs them
 def test_existing_dask_cluster_on_localhost_equals_in_process(esm2_dir, tmp_path):
     pytest.importorskip("distributed")
     port = _free_port()

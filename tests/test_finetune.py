@@ -19,10 +19,10 @@ from safetensors.torch import load_file  # noqa: E402
 
 import biofuse  # noqa: E402
 from biofuse.cli import main  # noqa: E402
-from biofuse.pipeline.batching import stitch  # noqa: E402
 from biofuse.pipeline.encoders import EncoderRequest, build_encoder  # noqa: E402
 from biofuse.pipeline.encoders.esm import _canonical_key  # noqa: E402
-from biofuse.pipeline.finetune_model import Tokens  # noqa: E402
+from biofuse.pipeline.encoders.windows import stitch  # noqa: E402
+from biofuse.pipeline.finetune.model import Tokens  # noqa: E402
 from tests.helpers.tiny_models import save_tiny_esm2, save_tiny_nt_v2, save_tiny_rnafm  # noqa: E402
 
 AA = list("ACDEFGHIKLMNPQRSTVWY")
@@ -85,7 +85,8 @@ def lora_param_count(n_layers: int, dim: int, inter: int, rank: int) -> int:
 def head_param_count(dim: int) -> int:
     from biofuse.heads import HEADS
 
-    return sum(p.numel() for p in HEADS["textcnn"](dim, 1, channels=16).parameters())
+    head = HEADS["textcnn"](dim, 1, HEADS["textcnn"].Options(channels=16))
+    return sum(p.numel() for p in head.parameters())
 
 
 def test_lora_trains_exactly_the_adapters_and_the_head(lora_run, esm_dir):
@@ -284,7 +285,7 @@ def test_a_checkpoint_of_other_options_is_not_resumed(esm_dir, table, tmp_path):
 
 
 def test_progress_within_an_epoch_says_how_fast_and_how_long():
-    from biofuse.pipeline.trainer import StepLog, StepProgress
+    from biofuse.pipeline.train.trainer import StepLog, StepProgress
 
     lines = []
     progress = StepProgress(lines.append, every=0)

@@ -15,7 +15,7 @@ from click.testing import CliRunner  # noqa: E402
 
 from biofuse.cache import EmbeddingCache, Fingerprint, sequence_key  # noqa: E402
 from biofuse.cli import main  # noqa: E402
-from biofuse.pipeline import dogma  # noqa: E402
+from biofuse.pipeline.data import dogma  # noqa: E402
 
 SENSE = sorted(c for c, aa in dogma.genetic_code(1).codons.items() if "N" not in c and aa != "*")
 DIM = 8
@@ -58,6 +58,7 @@ def run(args):
     return res
 
 
+@pytest.mark.slow
 def test_mil_learns_the_planted_signal_and_attends_to_its_modality(tmp_path):
     table, ids = planted(tmp_path, n=200)
     res = run(fit_args(table, ids, tmp_path / "run", "--fusion", "mil", "--head", "mlp",
@@ -107,7 +108,7 @@ def test_the_learning_rate_defaults_to_the_fusion_methods_own(fusion, lr):
     """The attention fusions train at 1e-4: at 1e-3 all three CoV-Vac seeds of xattn sat at
     the label variance until the plateau schedule cut the rate (docs/fit.md); the published
     1e-3 stays one flag away, and a given --lr always wins."""
-    from biofuse.pipeline.fit import FitOptions
+    from biofuse.pipeline.train import FitOptions
 
     modalities = ("rna",) if fusion == "none" else None
     assert FitOptions(fusion=fusion, modalities=modalities).lr == lr

@@ -136,15 +136,15 @@ def test_codon_pool_and_upsample():
     assert y.shape == (2, 10, 4) and m.all()  # two codons per 6-mer
 
 
-@pytest.mark.parametrize("normalise", [False, True])
-def test_mil_layer_norm_leaves_only_the_weights_to_turn_a_modality_down(normalise):
-    """With --mil-normalise, shrinking a modality's projection does not shrink its features (so
+@pytest.mark.parametrize("layer_norm", [False, True])
+def test_mil_layer_norm_leaves_only_the_weights_to_turn_a_modality_down(layer_norm):
+    """With --mil-layer-norm, shrinking a modality's projection does not shrink its features (so
     a modality is ignored through its attention weight, which then says so); BioLangFusion's
     original (the default) shrinks them."""
-    from biofuse.fusion.mil import GatedAttentionMIL
+    from biofuse.fusion.mil import GatedAttentionMIL, MILOptions
 
     torch.manual_seed(0)
-    mil = GatedAttentionMIL({"rna": 4, "protein": 4}, dim=6, normalise=normalise)
+    mil = GatedAttentionMIL({"rna": 4, "protein": 4}, MILOptions(dim=6, layer_norm=layer_norm))
     feats = {m: torch.randn(2, 5, 4) for m in ("rna", "protein")}
     masks = {m: torch.ones(2, 5, dtype=torch.bool) for m in feats}
     present = {m: torch.ones(2, dtype=torch.bool) for m in feats}
@@ -154,4 +154,4 @@ def test_mil_layer_norm_leaves_only_the_weights_to_turn_a_modality_down(normalis
         mil.proj["protein"].bias.zero_()
         after = mil(feats, masks, present)
     shrunk = after.x.abs().mean() < 0.75 * before.x.abs().mean()
-    assert shrunk != normalise
+    assert shrunk != layer_norm

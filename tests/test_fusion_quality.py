@@ -1,13 +1,13 @@
 """Fusion never loses to its best member: when only one modality carries the signal, the best
 fusion (chosen on validation) matches the model of that modality alone (within one standard
-deviation over seeds), and MIL's weights with --mil-normalise point at that modality.
+deviation over seeds), and MIL's weights with --mil-layer-norm point at that modality.
 
 Measured (3 seeds, val / test Spearman; concat's DNA width now defaults to the embedding's own
-when narrower than 128): signal in RNA — RNA alone 0.916 / 0.815, mil 0.959 / 0.866 (normalised
+when narrower than 128): signal in RNA — RNA alone 0.916 / 0.815, mil 0.959 / 0.866 (layer-normalised
 0.953 / 0.852), concat 0.907 / 0.770 (concat alone would miss the floor: it cannot gate out the
 noise modalities); signal in protein — protein alone 0.858 / 0.866, mil 0.931 / 0.920
-(normalised 0.903 / 0.894), concat 0.832 / 0.873. MIL's weights on protein: 0.34 (default),
-0.84 (normalised).
+(layer-normalised 0.903 / 0.894), concat 0.832 / 0.873. MIL's weights on protein: 0.34 (default),
+0.84 (layer-normalised).
 
 Slow (15 fits per case, several minutes on 2 cores): ``pytest -m slow``."""
 
@@ -31,7 +31,7 @@ def test_fusion_matches_its_best_member_when_one_modality_carries_signal(tmp_pat
         "[[fit]]", 'fusion = "none"', 'modalities = ["dna", "rna", "protein"]',
         "epochs = 40", "patience = 10",
         "[[fit]]", 'fusion = ["concat", "mil"]', "epochs = 40", "patience = 10",
-        "mil = { normalise = [false, true] }"]) + "\n")
+        "mil = { layer_norm = [false, true] }"]) + "\n")
     result = biofuse.run(tmp_path / "exp.toml", workers=1, progress=False)
     assert result.ok
     table_ = result.results
@@ -46,9 +46,9 @@ def test_fusion_matches_its_best_member_when_one_modality_carries_signal(tmp_pat
         floor = best[f"{split}_mean"] - best[f"{split}_std"]
         assert fusion[f"{split}_mean"] >= floor, (fusion["fusion"], split,
                                                   fusion[f"{split}_mean"], floor)
-    # and normalised MIL's weights say where the signal is
+    # and layer-normalised MIL's weights say where the signal is
     mil = result.runs.filter((pl.col("fusion") == "mil") & (pl.col("status") == "complete")
-                             & pl.col("options").str.contains("normalise=True"))
+                             & pl.col("options").str.contains("layer_norm=True"))
     assert mil.height == 3
     for run_dir in mil["run_dir"]:
         weights = pl.read_parquet(f"{run_dir}/attention.parquet")

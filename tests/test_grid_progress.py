@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from biofuse.pipeline.grid_progress import FitProgress, epoch_line
+from biofuse.pipeline.experiment.progress import FitProgress, epoch_line
 
 HEADER = "epoch,train_loss,val_score,val_selection,lr,seconds,tokens"
 
@@ -69,7 +70,7 @@ def test_watching_beats_while_a_fit_runs_in_process_and_stops_after(tmp_path):
         deadline = time.time() + 10
         while not any("epoch 1" in line for line in lines) and time.time() < deadline:
             time.sleep(0.01)
+        beating = [t for t in threading.enumerate() if t.name == "biofuse-heartbeat"]
+        assert beating
     assert any(line.startswith("  cov_vac run: epoch 1:") for line in lines)
-    count = len(lines)
-    time.sleep(0.05)
-    assert len(lines) == count  # the thread is gone
+    assert not any(t.is_alive() for t in beating)  # the heartbeat ended with the fit

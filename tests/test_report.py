@@ -10,9 +10,9 @@ from click.testing import CliRunner
 import biofuse
 from biofuse.cli import main
 from biofuse.examples import make_cds_example
-from biofuse.pipeline.attribution import attribute
-from biofuse.pipeline.rundir import RunDir
-from biofuse.references import load_references, normalise
+from biofuse.pipeline.report.attribution import attribute
+from biofuse.pipeline.train.rundir import RunDir
+from biofuse.references import load_references, reference_key
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +118,7 @@ def test_attribution_is_per_codon_on_the_grid(experiment):
 def test_shipped_references_cover_the_papers_tables():
     refs = load_references()
     assert set(refs["source"]) == {"biolangfusion", "bridging", "codonbert"}
-    cb = refs.filter((pl.col("source") == "codonbert") & (pl.col("key") == normalise("CoV-Vac")))
+    cb = refs.filter((pl.col("source") == "codonbert") & (pl.col("key") == reference_key("CoV-Vac")))
     assert dict(zip(cb["method"], cb["value"]))["TextCNN (codons)"] == 0.80
     ecoli = refs.filter((pl.col("key") == "ecoli") & (pl.col("source") == "biolangfusion"))
     assert set(ecoli["metric"]) == {"accuracy"} and ecoli["value"].max() < 1
@@ -127,7 +127,7 @@ def test_shipped_references_cover_the_papers_tables():
 
 def _runs(configs):
     """A runs frame of finished fits: {(fusion, modalities): [(val, test), ...] per seed}."""
-    from biofuse.pipeline.results import runs_frame
+    from biofuse.pipeline.report.results import runs_frame
 
     rows = []
     for (fusion, modalities), seeds in configs.items():
@@ -141,7 +141,7 @@ def _runs(configs):
 
 
 def test_fusion_against_the_best_single_modality_is_judged_on_both_splits():
-    from biofuse.pipeline.results import fusion_vs_single, summarise
+    from biofuse.pipeline.report.results import fusion_vs_single, summarise
 
     singles = {("none", "rna"): [(0.80, 0.80), (0.82, 0.82)],  # sd 0.014
                ("none", "protein"): [(0.70, 0.90), (0.70, 0.90)]}  # best test, not chosen

@@ -10,7 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from biofuse.pipeline.trainer import CsvLog, EarlyStopping, Trainer  # noqa: E402
+from biofuse.pipeline.train.trainer import CsvLog, EarlyStopping, Trainer  # noqa: E402
 
 # a noisy validation curve: one lucky epoch (2), then a stretch of good ones (5-7)
 CURVE = [0.50, 0.90, 0.40, 0.60, 0.80, 0.82, 0.81, 0.55, 0.50, 0.45, 0.40, 0.35]

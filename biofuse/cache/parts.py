@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from biofuse import __version__
+from biofuse.cache.meta import array_doc, group_doc
 from biofuse.cache.shardio import BLOSC, ShardReader, balanced_chunk, write_shard
+from biofuse.version import __version__
 
 #: target uncompressed bytes of one chunk (see docs/cache-format.md for the measurements)
 CHUNK_BYTES = 1 << 20
@@ -123,21 +124,6 @@ def embeddings_metadata(n_tokens: int, dim: int, dtype: str, chunk: int,
             "index_codecs": [{"name": "bytes", "configuration": {"endian": "little"}},
                              {"name": "crc32c"}],
             "index_location": "end"}}], dimension_names=["token", "feature"])
-
-
-def group_doc(attributes: dict) -> dict:
-    """The zarr.json document of a Zarr v3 group."""
-    return {"zarr_format": 3, "node_type": "group", "attributes": attributes}
-
-
-def array_doc(shape: list[int], data_type: str, chunk_shape: list[int], fill, codecs: list[dict],
-              **extra) -> dict:
-    """The zarr.json document of a Zarr v3 array on a regular chunk grid."""
-    return {"zarr_format": 3, "node_type": "array", "shape": shape, "data_type": data_type,
-            "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": chunk_shape}},
-            "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
-            "fill_value": fill, "codecs": codecs, "attributes": {}, **extra,
-            "storage_transformers": []}
 
 
 def _write_small_array(path: Path, chunk_bytes: bytes, n: int, data_type: str, fill,

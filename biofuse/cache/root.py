@@ -19,14 +19,9 @@ from pathlib import Path
 import platformdirs
 
 from biofuse.cache.fingerprint import FORMAT_VERSION, Fingerprint
-from biofuse.cache.parts import Layout, group_doc
-from biofuse.cache.store import (
-    ROOT_ATTR,
-    STORE_ATTR,
-    EmbeddingStore,
-    _read_group_attrs,
-    _write_json_atomic,
-)
+from biofuse.cache.meta import ROOT_ATTR, STORE_ATTR, group_doc, read_group_attrs, write_json_atomic
+from biofuse.cache.parts import Layout
+from biofuse.cache.store import EmbeddingStore
 from biofuse.errors import CacheError, FingerprintMismatch
 
 
@@ -71,7 +66,7 @@ class EmbeddingCache:
                 "Extract into a local or network-mounted directory, then copy it up (e.g. "
                 "`aws s3 sync CACHE s3://...`); `biofuse fit`, `predict` and `cache info | "
                 "verify | export` read caches from URLs.")
-        attrs = _read_group_attrs(self.root)
+        attrs = read_group_attrs(self.root)
         if attrs is not None and ROOT_ATTR in attrs:
             meta = attrs[ROOT_ATTR]
             if meta.get("format_version") != FORMAT_VERSION:
@@ -91,7 +86,7 @@ class EmbeddingCache:
                 "existing biofuse cache.")
         self.root.mkdir(parents=True, exist_ok=True)
         self.layout = layout or Layout()
-        _write_json_atomic(self.root / "zarr.json", group_doc(
+        write_json_atomic(self.root / "zarr.json", group_doc(
             {ROOT_ATTR: {"format_version": FORMAT_VERSION, "layout": self.layout.to_dict()}}))
 
     @property
@@ -114,19 +109,19 @@ class EmbeddingCache:
         """Store directories whose own metadata (zarr.json) is missing or unreadable, though
         they hold parts: invisible to readers until `biofuse cache gc` rebuilds it."""
         return sorted(p for p in self.root.iterdir() if p.is_dir() and (p / "parts").is_dir()
-                      and STORE_ATTR not in (_read_group_attrs(p) or {}))
+                      and STORE_ATTR not in (read_group_attrs(p) or {}))
 
     def adopt(self, path: Path) -> EmbeddingStore | None:
         """Rebuild the metadata of the orphaned store ``path`` from the fingerprint its parts
         record; None if no part records one that matches the directory's name."""
         for part in sorted((path / "parts").iterdir()):
-            fp_doc = (_read_group_attrs(part) or {}).get("fingerprint")
+            fp_doc = (read_group_attrs(part) or {}).get("fingerprint")
             try:
                 fp = Fingerprint.from_dict(fp_doc) if fp_doc else None
             except (TypeError, ValueError):
                 fp = None
             if fp is not None and fp.id == path.name:
-                _write_json_atomic(path / "zarr.json", group_doc(
+                write_json_atomic(path / "zarr.json", group_doc(
                     {STORE_ATTR: {"fingerprint": fp.to_dict(), "fingerprint_id": fp.id,
                                   "format_version": FORMAT_VERSION}}))
                 return EmbeddingStore(self, path, fp)
@@ -134,14 +129,14 @@ class EmbeddingCache:
 
     def fingerprint_ids(self) -> list[str]:
         return sorted(p.name for p in self.root.iterdir()
-                      if p.is_dir() and STORE_ATTR in (_read_group_attrs(p) or {}))
+                      if p.is_dir() and STORE_ATTR in (read_group_attrs(p) or {}))
 
     def stores(self) -> list[EmbeddingStore]:
         return [self.open_id(i) for i in self.fingerprint_ids()]
 
     def open_id(self, fp_id: str) -> EmbeddingStore:
         path = self.root / fp_id
-        attrs = _read_group_attrs(path)
+        attrs = read_group_attrs(path)
         if attrs is None or STORE_ATTR not in attrs:
             known = ", ".join(self.fingerprint_ids()) or "none"
             raise CacheError(f"The cache at {self.root} has no store {fp_id!r}.",
@@ -151,7 +146,7 @@ class EmbeddingCache:
     def store(self, fingerprint: Fingerprint, *, create: bool = True) -> EmbeddingStore:
         """The store for ``fingerprint``; created on first use unless ``create`` is False."""
         path = self.root / fingerprint.id
-        attrs = _read_group_attrs(path)
+        attrs = read_group_attrs(path)
         if attrs is None:
             if not create or self.read_only:
                 raise CacheError(f"The cache at {self.root} holds nothing for {fingerprint.id} "
@@ -159,8 +154,8 @@ class EmbeddingCache:
                                  "Run `biofuse extract` for this encoder first.")
             (path / "parts").mkdir(parents=True, exist_ok=True)
             (path / "tmp").mkdir(exist_ok=True)
-            _write_json_atomic(path / "parts" / "zarr.json", group_doc({}))
-            _write_json_atomic(path / "zarr.json", group_doc(
+            write_json_atomic(path / "parts" / "zarr.json", group_doc({}))
+            write_json_atomic(path / "zarr.json", group_doc(
                 {STORE_ATTR: {"fingerprint": fingerprint.to_dict(), "fingerprint_id": fingerprint.id,
                               "format_version": FORMAT_VERSION}}))
         else:

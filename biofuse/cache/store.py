@@ -8,7 +8,6 @@ See docs/cache-format.md.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import warnings
@@ -16,42 +15,29 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
 from biofuse.cache.fingerprint import Fingerprint
-from biofuse.cache.parts import PartIndex, read_part_index
+from biofuse.cache.parts import Layout, PartIndex, read_part_index
 from biofuse.cache.writer import PartWriter
 from biofuse.errors import CacheCorruption, CacheError
 
-if TYPE_CHECKING:
-    from biofuse.cache.root import EmbeddingCache
+
+class CacheDir(Protocol):
+    """What a store needs of the cache directory that holds it (root.EmbeddingCache)."""
+
+    root: Path
+    layout: Layout
+    read_only: bool
 
 
 class CacheDamageWarning(UserWarning):
     """A damaged part was found and skipped; the rest of the store stays usable."""
 
 
-ROOT_ATTR = "biofuse_cache"
-STORE_ATTR = "biofuse"
 DEFAULT_PART_BYTES = 256 << 20
-
-
-def _write_json_atomic(path: Path, doc: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{id(doc):x}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2))
-    os.replace(tmp, path)
-
-
-def _read_group_attrs(path: Path) -> dict | None:
-    meta = path / "zarr.json"
-    try:
-        if not meta.is_file():
-            return None
-        return json.loads(meta.read_text()).get("attributes", {})
-    except (json.JSONDecodeError, OSError):
-        return None
 
 
 @dataclass
@@ -76,7 +62,7 @@ class Ragged:
 class EmbeddingStore:
     """Embeddings of one encoder fingerprint: look up, write, and read by sequence key."""
 
-    def __init__(self, cache: EmbeddingCache, path: Path, fingerprint: Fingerprint):
+    def __init__(self, cache: CacheDir, path: Path, fingerprint: Fingerprint):
         self.cache = cache
         self.path = path
         self.fingerprint = fingerprint

@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
+from biofuse.cache.fingerprint import Fingerprint
 from biofuse.cache.parts import write_part
 from biofuse.cache.shardio import NonFinite, all_finite
 from biofuse.errors import CacheError
 
-if TYPE_CHECKING:
-    from biofuse.cache.store import EmbeddingStore
+
+class Writable(Protocol):
+    """What a writer needs of the store it writes (store.EmbeddingStore)."""
+
+    path: Path
+    dtype: str
+    fingerprint: Fingerprint
+    cache: Any  # the cache directory: its ``layout``
+
+    @property
+    def dim(self) -> int | None: ...
+
+    def refresh(self) -> None: ...
 
 
 class PartWriter:
@@ -23,7 +36,7 @@ class PartWriter:
     embeddings are committed, so finished work is never lost.
     """
 
-    def __init__(self, store: EmbeddingStore, part_bytes: int, part_seconds: float | None = None):
+    def __init__(self, store: Writable, part_bytes: int, part_seconds: float | None = None):
         self.store = store
         self.part_bytes = part_bytes
         self.part_seconds = part_seconds

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from biofuse.pipeline import dogma
+from biofuse.pipeline.data import dogma
 
 EXAMPLE_CSV = Path(__file__).with_name("synthetic_cds.csv")
 

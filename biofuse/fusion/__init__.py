@@ -9,14 +9,10 @@ from biofuse.fusion.mil import GatedAttentionMIL
 from biofuse.fusion.none import NoFusion
 from biofuse.fusion.seqconcat import SequenceConcat
 from biofuse.fusion.xattn import CrossModalAttention
+from biofuse.registry import Registry
 
-FUSIONS: dict[str, type[Fusion]] = {}
-
-
-def register_fusion(name: str, cls: type[Fusion]) -> None:
-    if name in FUSIONS:
-        raise ValueError(f"fusion {name!r} is registered twice")
-    FUSIONS[name] = cls
+FUSIONS: Registry[str, type[Fusion]] = Registry("fusion")
+register_fusion = FUSIONS.register
 
 
 for _name, _cls in [("none", NoFusion), ("concat", ConcatFusion), ("mil", GatedAttentionMIL),

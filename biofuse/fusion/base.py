@@ -14,8 +14,7 @@ import torch
 from torch import nn
 
 from biofuse.errors import ConfigError
-from biofuse.heads.base import masked_mean  # noqa: F401  (re-exported for fusion methods)
-from biofuse.options import check, option
+from biofuse.options import NoOptions, check, option
 
 
 @dataclass
@@ -24,13 +23,6 @@ class FusionOutput:
     mask: torch.Tensor  # [B, T] bool
     aux_loss: torch.Tensor | None = None  # added to the task loss (MIL's entropy term)
     weights: dict[str, torch.Tensor] = field(default_factory=dict)  # per-sample, for audit
-
-
-@dataclass(frozen=True, kw_only=True)
-class NoOptions:
-    """A method without options."""
-
-    prefix = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,10 +54,13 @@ class Fusion(nn.Module):
     lr: float = 1e-3
     out_dim: int
 
-    def __init__(self, dims: dict[str, int]):
+    def __init__(self, dims: dict[str, int], options=None):
+        """``dims``: modality -> embedding width; ``options``: an instance of ``Options`` (its
+        defaults when left out; the defaults live there only)."""
         super().__init__()
         self.modalities = sorted(dims)
         self.dims = dict(dims)
+        self.options = options if options is not None else self.Options()
 
 
 def compact(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -32,9 +32,9 @@ class ConcatOptions:
 class ConcatFusion(Fusion):
     Options = ConcatOptions
 
-    def __init__(self, dims: dict[str, int], *, dna_dim: int | None = None):
-        super().__init__(dims)
-        dna = Modality.DNA
+    def __init__(self, dims: dict[str, int], options: ConcatOptions | None = None):
+        super().__init__(dims, options)
+        dna, dna_dim = Modality.DNA, self.options.dna_dim
         if dna_dim is None:
             dna_dim = min(128, dims.get(dna, 128))
         self.dna_mlp = (nn.Sequential(nn.Linear(dims[dna], dna_dim), nn.ReLU(),

@@ -13,13 +13,13 @@ import torch
 from torch import nn
 
 from biofuse.fusion.base import AttentionOptions, Fusion, FusionOutput, compact
-from biofuse.options import option
+from biofuse.options import same_option
 
 
 @dataclass(frozen=True, kw_only=True)
 class IsoformerOptions(AttentionOptions):
     prefix = "isoformer-"
-    heads: int = option(8, "Attention heads (must divide the width).", min=1)
+    heads: int = same_option(AttentionOptions, "heads", 8)  # IsoFormer's 8
 
 
 class IsoFormerAggregation(Fusion):
@@ -27,9 +27,9 @@ class IsoFormerAggregation(Fusion):
     aligned = False
     lr = 1e-4  # post-norm attention blocks, like xattn's (docs/fit.md)
 
-    def __init__(self, dims: dict[str, int], *, dim: int = 256, heads: int = 8,
-                 dropout: float = 0.1):
-        super().__init__(dims)
+    def __init__(self, dims: dict[str, int], options: IsoformerOptions | None = None):
+        super().__init__(dims, options)
+        dim, heads, dropout = self.options.dim, self.options.heads, self.options.dropout
         self.proj = nn.ModuleDict({m: nn.Linear(dims[m], dim) for m in self.modalities})
         self.cross = nn.ModuleDict({
             f"{q}->{k}": nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)

@@ -8,7 +8,7 @@ modalities (Ilse et al. 2018): each modality is an instance.
 
 tau is learned and clamped to [0.02, 20]. Ablations: ``shared_projection`` (one Linear for all
 modalities, which then need one dim) and ``token_level`` (alpha per codon instead of per row).
-``normalise`` (biofuse's, off by default) layer-normalises each projection before the tanh.
+``layer_norm`` (biofuse's, off by default) layer-normalises each projection before the tanh.
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ class MILOptions:
                                      "must share a dim).")
     token_level: bool = option(False, "Ablation: attention weights per codon instead of per "
                                "sequence.")
-    normalise: bool = option(False, "Layer-normalise each modality's projection (no learned "
-                             "scale): the attention weights are then the only way to turn a "
-                             "modality down, so they say which one the model reads (docs/fit.md "
-                             "has what it costs).")
+    layer_norm: bool = option(False, "Layer-normalise each modality's projection (no learned "
+                              "scale): the attention weights are then the only way to turn a "
+                              "modality down, so they say which one the model reads (docs/fit.md "
+                              "has what it costs).", aliases=("normalise",))
 
     def __post_init__(self) -> None:
         check(self, self.prefix)
@@ -46,10 +46,10 @@ class GatedAttentionMIL(Fusion):
     Options = MILOptions
     search = ("entropy_weight", "entropy_weights")
 
-    def __init__(self, dims: dict[str, int], *, dim: int = 600, attn_dim: int = 100,
-                 entropy_weight: float = 0.0, shared_projection: bool = False,
-                 token_level: bool = False, normalise: bool = False):
-        super().__init__(dims)
+    def __init__(self, dims: dict[str, int], options: MILOptions | None = None):
+        super().__init__(dims, options)
+        o = self.options
+        dim, attn_dim, shared_projection = o.dim, o.attn_dim, o.shared_projection
         if shared_projection and len(set(dims.values())) != 1:
             from biofuse.errors import ConfigError
 
@@ -61,9 +61,9 @@ class GatedAttentionMIL(Fusion):
         self.U = nn.ModuleDict({m: nn.Linear(dim, attn_dim) for m in self.modalities})
         self.w = nn.Linear(attn_dim, 1, bias=False)
         self.log_tau = nn.Parameter(torch.zeros(()))
-        self.entropy_weight = entropy_weight
-        self.token_level = token_level
-        self.normalise = normalise
+        self.entropy_weight = o.entropy_weight
+        self.token_level = o.token_level
+        self.layer_norm = o.layer_norm
         self.out_dim = dim
 
     def tau(self) -> torch.Tensor:
@@ -73,7 +73,7 @@ class GatedAttentionMIL(Fusion):
         hs, scores = [], []
         for m in self.modalities:
             z = self.proj[m](feats[m])  # [B, G, dim]; padding is weighted 0 below
-            if self.normalise:
+            if self.layer_norm:
                 z = nn.functional.layer_norm(z, z.shape[-1:])
             h = torch.tanh(z)
             if self.token_level:

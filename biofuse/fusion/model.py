@@ -14,7 +14,7 @@ from biofuse.fusion import FUSIONS
 from biofuse.fusion.align import Aligner
 from biofuse.fusion.base import FusionOutput
 from biofuse.heads import HEADS
-from biofuse.options import from_dict
+from biofuse.options import canonical_names, from_dict
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,12 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
-        return cls(**{**d, "modalities": tuple(d["modalities"])})
+        """A saved config, options renamed since it was written under their current names."""
+        fusion, head = FUSIONS[d["fusion"]].Options, HEADS[d["head"]].Options
+        return cls(**{**d, "modalities": tuple(d["modalities"]),
+                      "fusion_options": canonical_names(fusion, d.get("fusion_options"),
+                                                        warn=False),
+                      "head_options": canonical_names(head, d.get("head_options"), warn=False)})
 
 
 class FusionModel(nn.Module):
@@ -45,10 +50,10 @@ class FusionModel(nn.Module):
         fusion_options = from_dict(fusion_cls.Options, config.fusion_options,
                                    fusion_cls.Options.prefix)
         head_options = from_dict(head_cls.Options, config.head_options, head_cls.Options.prefix)
-        self.fusion = fusion_cls(dims, **asdict(fusion_options))
+        self.fusion = fusion_cls(dims, fusion_options)
         self.aligner = (Aligner({m: config.nt_per_token[m] for m in config.modalities}, dims)
                         if self.fusion.aligned else None)
-        self.head = head_cls(self.fusion.out_dim, config.n_outputs, **asdict(head_options))
+        self.head = head_cls(self.fusion.out_dim, config.n_outputs, head_options)
 
     def forward(self, feats: dict[str, torch.Tensor], masks: dict[str, torch.Tensor],
                 present: dict[str, torch.Tensor], grid: torch.Tensor

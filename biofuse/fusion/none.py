@@ -8,8 +8,8 @@ from biofuse.fusion.base import Fusion, FusionOutput
 class NoFusion(Fusion):
     aligned = False
 
-    def __init__(self, dims: dict[str, int]):
-        super().__init__(dims)
+    def __init__(self, dims: dict[str, int], options=None):
+        super().__init__(dims, options)
         if len(dims) != 1:
             raise ValueError(f"fusion 'none' takes one modality, got {sorted(dims)}")
         self.out_dim = next(iter(dims.values()))

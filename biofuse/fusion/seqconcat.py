@@ -26,8 +26,9 @@ class SequenceConcat(Fusion):
     Options = SeqconcatOptions
     aligned = False
 
-    def __init__(self, dims: dict[str, int], *, dim: int = 256):
-        super().__init__(dims)
+    def __init__(self, dims: dict[str, int], options: SeqconcatOptions | None = None):
+        super().__init__(dims, options)
+        dim = self.options.dim
         self.proj = nn.ModuleDict({m: nn.Linear(dims[m], dim) for m in self.modalities})
         self.out_dim = dim
 

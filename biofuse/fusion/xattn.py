@@ -11,13 +11,11 @@ import torch
 from torch import nn
 
 from biofuse.fusion.base import AttentionOptions, Fusion, FusionOutput
-from biofuse.options import option
 
 
 @dataclass(frozen=True, kw_only=True)
 class XattnOptions(AttentionOptions):
     prefix = "xattn-"
-    heads: int = option(4, "Attention heads (must divide the width).", min=1)
 
 
 class CrossModalAttention(Fusion):
@@ -26,9 +24,9 @@ class CrossModalAttention(Fusion):
     #: epoch, and the plateau schedule then decays the rate before it recovers (docs/fit.md)
     lr = 1e-4
 
-    def __init__(self, dims: dict[str, int], *, dim: int = 256, heads: int = 4,
-                 dropout: float = 0.1):
-        super().__init__(dims)
+    def __init__(self, dims: dict[str, int], options: XattnOptions | None = None):
+        super().__init__(dims, options)
+        dim, heads, dropout = self.options.dim, self.options.heads, self.options.dropout
         self.proj = nn.ModuleDict({m: nn.Linear(dims[m], dim) for m in self.modalities})
         self.attn = nn.ModuleDict({m: nn.MultiheadAttention(dim, heads, dropout=dropout,
                                                             batch_first=True)

@@ -7,15 +7,10 @@ from biofuse.heads.lstm import LSTMHead
 from biofuse.heads.meanlinear import MeanLinear
 from biofuse.heads.mlp import MLPHead
 from biofuse.heads.textcnn import TextCNN
+from biofuse.registry import Registry
 
-HEADS: dict[str, type[Head]] = {}
-
-
-def register_head(name: str, cls: type[Head]) -> None:
-    if name in HEADS:
-        raise ValueError(f"head {name!r} is registered twice")
-    HEADS[name] = cls
-
+HEADS: Registry[str, type[Head]] = Registry("head")
+register_head = HEADS.register
 
 for _name, _cls in [("textcnn", TextCNN), ("lstm", LSTMHead), ("mlp", MLPHead),
                     ("meanlinear", MeanLinear)]:

@@ -2,29 +2,26 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
-
-@dataclass(frozen=True, kw_only=True)
-class NoOptions:
-    """A head without options."""
-
-    prefix = ""
+from biofuse.options import NoOptions
 
 
 class Head(nn.Module):
     """``forward(x, mask)``: x [B, T, D] is exactly zero at padded positions (every fusion
-    method guarantees it, so heads need not re-mask their input); mask [B, T]."""
+    method guarantees it, so heads need not re-mask their input); mask [B, T].
+
+    ``Head(in_dim, n_outputs, options)``: ``options`` an instance of the head's ``Options``
+    (its defaults when left out); the defaults live there only."""
 
     #: the head's options (frozen dataclass of ``biofuse.options.option`` fields)
     Options: type = NoOptions
 
-    def __init__(self, in_dim: int, n_outputs: int):
+    def __init__(self, in_dim: int, n_outputs: int, options=None):
         super().__init__()
         self.in_dim, self.n_outputs = in_dim, n_outputs
+        self.options = options if options is not None else self.Options()
 
 
 def masked_max(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -27,12 +27,12 @@ class LSTMOptions:
 class LSTMHead(Head):
     Options = LSTMOptions
 
-    def __init__(self, in_dim: int, n_outputs: int, *, hidden: int = 640,
-                 bidirectional: bool = False, dropout: float = 0.2):
-        super().__init__(in_dim, n_outputs)
-        self.lstm = nn.LSTM(in_dim, hidden, batch_first=True, bidirectional=bidirectional)
-        self.dropout = nn.Dropout(dropout)
-        self.out = nn.Linear(hidden * (2 if bidirectional else 1), n_outputs)
+    def __init__(self, in_dim: int, n_outputs: int, options: LSTMOptions | None = None):
+        super().__init__(in_dim, n_outputs, options)
+        o = self.options
+        self.lstm = nn.LSTM(in_dim, o.hidden, batch_first=True, bidirectional=o.bidirectional)
+        self.dropout = nn.Dropout(o.dropout)
+        self.out = nn.Linear(o.hidden * (2 if o.bidirectional else 1), n_outputs)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         lengths = mask.sum(1).clamp(min=1).cpu()

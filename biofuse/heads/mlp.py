@@ -23,10 +23,11 @@ class MLPOptions:
 class MLPHead(Head):
     Options = MLPOptions
 
-    def __init__(self, in_dim: int, n_outputs: int, *, hidden: int = 256, dropout: float = 0.2):
-        super().__init__(in_dim, n_outputs)
-        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout),
-                                 nn.Linear(hidden, n_outputs))
+    def __init__(self, in_dim: int, n_outputs: int, options: MLPOptions | None = None):
+        super().__init__(in_dim, n_outputs, options)
+        o = self.options
+        self.net = nn.Sequential(nn.Linear(in_dim, o.hidden), nn.ReLU(), nn.Dropout(o.dropout),
+                                 nn.Linear(o.hidden, n_outputs))
 
     def forward(self, x, mask):
         return self.net(masked_mean(x, mask))

@@ -35,16 +35,15 @@ class TextCNNOptions:
 class TextCNN(Head):
     Options = TextCNNOptions
 
-    def __init__(self, in_dim: int, n_outputs: int, *, projection: int | None = None,
-                 channels: int = 100, kernels: tuple[int, ...] = (3, 4, 5),
-                 dropout: float = 0.2):
-        super().__init__(in_dim, n_outputs)
-        self.proj = nn.Linear(in_dim, projection) if projection else None
-        width = projection or in_dim
-        self.kernels = tuple(kernels)
-        self.convs = nn.ModuleList(nn.Conv1d(width, channels, k) for k in self.kernels)
-        self.dropout = nn.Dropout(dropout)
-        self.out = nn.Linear(channels * len(self.kernels), n_outputs)
+    def __init__(self, in_dim: int, n_outputs: int, options: TextCNNOptions | None = None):
+        super().__init__(in_dim, n_outputs, options)
+        o = self.options
+        self.proj = nn.Linear(in_dim, o.projection) if o.projection else None
+        width = o.projection or in_dim
+        self.kernels = tuple(int(k) for k in o.kernels)
+        self.convs = nn.ModuleList(nn.Conv1d(width, o.channels, k) for k in self.kernels)
+        self.dropout = nn.Dropout(o.dropout)
+        self.out = nn.Linear(o.channels * len(self.kernels), n_outputs)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if self.proj is not None:

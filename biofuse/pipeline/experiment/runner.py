@@ -1,0 +1,387 @@
+"""`biofuse run`: extract what the grid needs, then run its fits in parallel, resumably.
+
+1. Extraction: each (modality, encoder) once, over the union of the datasets' sequences; the cache
+   computes only what is missing.
+2. Fits: every fit is one task, named by a hash of its resolved configuration (dataset hash,
+   encoder store ids, every fit option): ``OUT/runs/<dataset>/<fusion>-<head>-s<seed>-<hash>``.
+   A ``[[finetune]]`` grid's runs are tasks of the same kind
+   (``OUT/runs/<dataset>/finetune-<method>-<head>-s<seed>-<hash>``), without extraction.
+   A finished run directory is skipped, so a killed run resumes and a grown grid runs only what
+   is new. Fits run on a local Dask cluster sized to the machine, or on an existing scheduler
+   whose workers see the cache and the output folder; with one worker they run in this process.
+   A failing fit is recorded (``error.txt``) and the others go on.
+3. Results: ``results.parquet/.csv/.md`` and ``runs.parquet`` (see :mod:`results`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from biofuse.cache import EmbeddingCache, default_cache_dir
+from biofuse.errors import BiofuseError, ConfigError
+from biofuse.locks import exclusive
+from biofuse.modality import Modality
+from biofuse.options import renamed
+from biofuse.pipeline.experiment.file import Experiment
+from biofuse.pipeline.experiment.progress import FitProgress
+from biofuse.pipeline.experiment.tasks import Task
+
+Echo = Callable[[str], None]
+ERROR = "error.txt"
+#: FitOptions that do not change a fit's result, left out of its identity
+NOT_IN_HASH = ("threads",)
+#: torch threads one fit gets by default: parallel workers only on machines with more cores.
+#: Measured on 2 cores (bench/grid_bench.py): 24 small fits one after another with 2 threads
+#: took 76 s, two Dask workers with 1 thread each 117 s (worker start-up and per-task costs).
+THREADS_PER_FIT = 4
+#: seconds between "still running" lines when no fit finishes
+HEARTBEAT = 60.0
+
+
+@dataclass
+class EncoderStage:
+    """One (modality, encoder) of the grid and what the cache lacks of it."""
+
+    modality: Modality
+    encoder: str
+    sequences: list[str]  # the union over the datasets that use it, in first-seen order
+    store_id: str = ""
+    unique: int = 0
+    todo: int = 0
+    todo_tokens: int = 0
+    given_id: bool = False  # the experiment names a cache store id: nothing to extract
+    built: Any = field(default=None, repr=False)  # the encoder built while planning, reused
+
+    @property
+    def label(self) -> str:
+        return f"{self.modality}/{Path(self.encoder).name if os.sep in self.encoder else self.encoder}"
+
+
+@dataclass
+class PlannedFit:
+    task: Task
+    run_dir: Path
+    run_id: str  # hash of the configuration, seed included
+    config_id: str  # the same without the seed: the runs one row of the results averages
+    finished: bool
+
+
+@dataclass
+class ExperimentPlan:
+    experiment: Experiment
+    cache: Path
+    stages: list[EncoderStage]
+    fits: list[PlannedFit]
+
+    @property
+    def todo(self) -> list[PlannedFit]:
+        return [f for f in self.fits if not f.finished]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"experiment": self.experiment.name, "out": str(self.experiment.out),
+                "cache": str(self.cache),
+                "extract": [{"modality": str(s.modality), "encoder": s.encoder,
+                             "store": s.store_id, "sequences": s.unique, "to_compute": s.todo,
+                             "tokens_to_compute": s.todo_tokens, "cached": s.unique - s.todo}
+                            for s in self.stages],
+                "fits": {"total": len(self.fits), "finished": len(self.fits) - len(self.todo),
+                         "to_run": len(self.todo)}}
+
+    def format(self) -> list[str]:
+        lines = [f"experiment {self.experiment.name}: {len(self.experiment.datasets)} dataset(s), "
+                 f"cache: {self.cache}, results: {self.experiment.out}"]
+        for s in self.stages:
+            if s.given_id:
+                lines.append(f"  extract {s.label}: store {s.store_id[:12]} given, nothing to do")
+            else:
+                lines.append(f"  extract {s.label}: {s.todo} of {s.unique} sequences to compute "
+                             f"({s.todo_tokens:,} tokens), {s.unique - s.todo} cached")
+        done = len(self.fits) - len(self.todo)
+        lines.append(f"  fits: {len(self.todo)} to run, {done} already finished, "
+                     f"{len(self.fits)} in the grid")
+        return lines
+
+
+def is_finished(run_dir: Path) -> bool:
+    """A fit whose run directory is complete: status complete and metrics written."""
+    try:
+        config = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return config.get("status") == "complete" and (run_dir / "metrics.json").is_file()
+
+
+def _hash(doc: Any) -> str:
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def run_id_options(task: Task) -> dict[str, Any]:
+    """The options that name a run: every resolved option but those that do not change its
+    result, under the name each option had when run ids were first made, so renaming an option
+    (fit's ``precision``, now ``dtype``) leaves finished runs finished."""
+    former = {new: old for old, new in renamed(task.grid_kind.options).items()}
+    return {former.get(k, k): v for k, v in task.resolved().to_dict().items()
+            if k not in NOT_IN_HASH and k != "encoders"}
+
+
+def make_plan(exp: Experiment, cache: Path | None = None) -> ExperimentPlan:
+    """What the grid needs: per encoder the sequences to compute, per fit its run directory and
+    whether it already finished. Builds each encoder (to know its fingerprint) but computes
+    nothing."""
+    from biofuse.pipeline.encoders import build_encoder
+    from biofuse.pipeline.extract.plan import plan as extract_plan
+
+    root = Path(cache or exp.cache or default_cache_dir())
+    stages: dict[tuple[Modality, str], EncoderStage] = {}
+    for task in exp.tasks:
+        if task.kind != "fit":  # a finetune reads sequences, not the cache
+            continue
+        ds = exp.loaded[task.dataset]
+        for m, enc in task.encoders.items():
+            m = Modality.parse(m)
+            stage = stages.setdefault((m, enc), EncoderStage(m, enc, []))
+            stage.sequences += [s for s in ds.frame[m.column].to_list() if s]
+    ids = set(EmbeddingCache(root).fingerprint_ids()) if root.exists() else set()
+    for stage in stages.values():
+        stage.sequences = list(dict.fromkeys(stage.sequences))
+        if stage.encoder in ids:
+            stage.store_id, stage.given_id = stage.encoder, True
+            stage.unique = len(stage.sequences)
+            continue
+        request = exp.extract_options(stage.encoder).request(stage.modality)
+        encoder = stage.built = build_encoder(request)
+        p = extract_plan(stage.sequences, encoder, root)
+        if p.created:
+            p.store.remove_if_empty()  # planning leaves no trace
+        nt = 1 if stage.modality == Modality.PROTEIN else encoder.fingerprint().nt_per_token
+        stage.store_id, stage.unique, stage.todo = p.store.id, p.unique, len(p.todo)
+        stage.todo_tokens = sum(len(s) // max(nt, 1) for _, s in p.todo)
+    store_of = {(str(m), e): s.store_id for (m, e), s in stages.items()}
+    fits = []
+    for task in exp.tasks:
+        options = run_id_options(task)
+        identity = {"dataset": exp.loaded[task.dataset].hash, task.kind: options}
+        if task.kind == "fit":
+            identity["encoders"] = {m: store_of[(m, e)] for m, e in task.encoders.items()}
+        run_id = _hash(identity)
+        options.pop("seed")
+        run_dir = (exp.out / "runs" / task.dataset
+                   / f"{task.method}-{options['head']}-s{task.options.get('seed', 0)}-"
+                     f"{run_id[:10]}")
+        fits.append(PlannedFit(task, run_dir, run_id, _hash(identity), is_finished(run_dir)))
+    return ExperimentPlan(exp, root, list(stages.values()), fits)
+
+
+# ------------------------------------------------------------------------------------- stages
+
+def extract_stage(plan: ExperimentPlan, *, scheduler: str | None, progress: bool, echo: Echo) -> None:
+    from biofuse.pipeline.extract import extract
+
+    exp = plan.experiment
+    for stage in plan.stages:
+        if stage.given_id or not stage.todo:
+            continue
+        options = exp.extract_options(stage.encoder)
+        summary = extract(stage.sequences, options.request(stage.modality), plan.cache,
+                          batch_tokens=options.resolved_batch_tokens(),
+                          workers=options.workers, scheduler=scheduler or options.scheduler,
+                          progress=progress, commit_seconds=options.commit_every,
+                          encoder=stage.built)
+        echo(f"extract {summary.format()}")
+        if summary.interrupted:
+            raise KeyboardInterrupt
+
+
+_DATASETS: dict[str, Any] = {}  # per process: DataSpec json -> Dataset (a grid reuses tables)
+
+
+def run_fit_task(spec: dict, options: dict, cache: str, run_dir: str, kind: str = "fit",
+                 echo: Echo | None = None) -> dict:
+    """One fit (or finetune, ``kind``), on a worker or in process. Never raises: a failure comes
+    back as a record (and ``error.txt`` in the run directory) so the rest of the grid goes on.
+    ``echo``: progress lines of a finetune run in process (they take minutes to hours)."""
+    from biofuse.options import from_dict
+    from biofuse.pipeline.data import DataSpec, load_dataset
+    from biofuse.pipeline.finetune import FinetuneOptions, finetune
+    from biofuse.pipeline.train import FitOptions, fit
+
+    start = time.perf_counter()
+    out = Path(run_dir)
+    try:
+        key = json.dumps(spec, sort_keys=True)
+        if key not in _DATASETS:
+            _DATASETS.clear()
+            _DATASETS[key] = load_dataset(from_dict(DataSpec, spec))
+        if kind == "finetune":
+            result = finetune(_DATASETS[key], from_dict(FinetuneOptions, options), out,
+                              echo=echo or (lambda s: None))
+        else:
+            result = fit(_DATASETS[key], from_dict(FitOptions, options), cache, out)
+        (out / ERROR).unlink(missing_ok=True)
+        status = "interrupted" if result.interrupted else "complete"
+        return {"status": status, "seconds": time.perf_counter() - start,
+                "metrics": result.metrics}
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 — recorded, the grid goes on
+        user = isinstance(exc, BiofuseError)
+        message = str(exc) if user else f"internal error: {type(exc).__name__}: {exc}"
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / ERROR).write_text(message + ("" if user else "\n\n" + traceback.format_exc()))
+        except OSError:
+            pass
+        return {"status": "failed", "seconds": time.perf_counter() - start, "error": message}
+
+
+def cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover — macOS, Windows
+        return os.cpu_count() or 1
+
+
+def fit_stage(plan: ExperimentPlan, *, workers: int | None, scheduler: str | None, echo: Echo,
+              stop_after: int | None = None) -> list[tuple[PlannedFit, dict]]:
+    """Run every unfinished fit; returns (fit, record) for each one run. ``stop_after``
+    interrupts after that many fits (tests of resuming)."""
+    todo = plan.todo
+    if not todo:
+        return []
+    exp = plan.experiment
+    n_cores = cores()
+    n_workers = workers or max(1, min(n_cores // THREADS_PER_FIT, len(todo)))
+    # on an existing cluster, torch threads are the workers' own business (their machines)
+    threads = None if scheduler else max(1, n_cores // n_workers)
+    records: list[tuple[PlannedFit, dict]] = []
+    args = [(_spec_dict(exp, f.task), f.task.resolved(threads=threads).to_dict(),
+             str(plan.cache.resolve()), str(f.run_dir.resolve()), f.task.kind) for f in todo]
+    if scheduler is None and n_workers == 1:
+        echo(f"fits: {len(todo)} to run one after another in this process, {threads} torch "
+             f"thread(s) each ({n_cores} cores; --workers N runs N at a time on Dask)")
+        bar = FitProgress(len(todo), 1, echo)
+        for fit, a in zip(todo, args):
+            if stop_after is not None and len(records) >= stop_after:
+                raise KeyboardInterrupt
+            with bar.watching(fit, HEARTBEAT):
+                record = run_fit_task(*a, echo=lambda line, f=fit: echo(
+                    f"  {f.task.dataset} {f.run_dir.name}: {line}") if f.task.kind == "finetune"
+                    else None)
+            records.append((fit, record))
+            bar.finished(fit, record)
+        return records
+    return _dask_fits(todo, args, n_workers, threads, n_cores, scheduler, echo, records)
+
+
+def _dask_fits(todo, args, n_workers, threads, n_cores, scheduler, echo, records):
+    try:
+        from distributed import Client, wait
+    except ImportError as exc:  # pragma: no cover — a dependency of biofuse
+        raise ConfigError("Parallel fits need dask.distributed, which is not installed.",
+                          "pip install 'dask[distributed]', or run with --workers 1.") from exc
+    cluster = None
+    if scheduler:
+        from biofuse.pipeline.extract.distributed import connect
+
+        client = connect(scheduler)
+        n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+        echo(f"fits: {len(todo)} on the Dask cluster at {scheduler} ({n_workers} workers; "
+             "torch threads as each worker is configured)")
+    else:
+        echo(f"fits: {len(todo)} on a local Dask cluster, {n_workers} in parallel x {threads} "
+             f"torch thread(s) each ({n_cores} cores; --workers N changes it)")
+        from biofuse.pipeline.extract.distributed import local_cluster
+
+        cluster = local_cluster(n_workers, "cpu")  # fits train on the CPU
+        client = Client(cluster)
+    bar = FitProgress(len(todo), n_workers, echo)
+    try:
+        futures = {client.submit(run_fit_task, *a, pure=False, key=f"fit-{f.run_id[:16]}"): f
+                   for f, a in zip(todo, args)}
+        pending = set(futures)
+        while pending:
+            try:
+                done, pending = wait(pending, timeout=HEARTBEAT, return_when="FIRST_COMPLETED")
+            except TimeoutError:  # long fits: say the grid is alive
+                bar.heartbeat(futures[f] for f in pending)
+                continue
+            for future in done:
+                fit = futures[future]
+                try:
+                    record = future.result()
+                except Exception as exc:  # the worker died (memory, a signal): record it
+                    record = {"status": "failed", "seconds": 0.0,
+                              "error": f"the Dask worker running this fit failed: "
+                                       f"{type(exc).__name__}: {exc}"}
+                records.append((fit, record))
+                bar.finished(fit, record)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    return records
+
+
+def _spec_dict(exp: Experiment, task: Task) -> dict:
+    from dataclasses import asdict
+
+    spec = asdict(exp.datasets[task.dataset].spec)
+    spec["path"] = str(Path(spec["path"]).resolve())
+    return spec
+
+
+# ----------------------------------------------------------------------------------- the run
+
+@dataclass
+class ExperimentResult:
+    plan: ExperimentPlan
+    results: pl.DataFrame  # one row per configuration (see results.summarise)
+    runs: pl.DataFrame  # one row per fit
+    ran: int
+    failed: list[tuple[PlannedFit, str]]
+    out: Path
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def run_experiment(exp: Experiment, *, workers: int | None = None,
+                   scheduler: str | None = None, progress: bool = True,
+                   echo: Echo = lambda s: None, stop_after: int | None = None
+                   ) -> ExperimentResult:
+    """Extract, fit, collect: the whole of `biofuse run` after validation; one at a time per
+    output folder."""
+    with exclusive(exp.out, "running an experiment",
+                   "Wait for it to finish (a later run skips the fits it finished), or pass "
+                   "another --out."):
+        return _run(exp, workers, scheduler, progress, echo, stop_after)
+
+
+def _run(exp: Experiment, workers, scheduler, progress, echo, stop_after) -> ExperimentResult:
+    from biofuse.pipeline.report import results
+
+    (exp.out / "experiment.toml").write_text(exp.path.read_text())  # what made these results
+    plan = make_plan(exp)
+    for line in plan.format():
+        echo(line)
+    extract_stage(plan, scheduler=scheduler, progress=progress, echo=echo)
+    try:
+        records = fit_stage(plan, workers=workers, scheduler=scheduler, echo=echo,
+                            stop_after=stop_after)
+    finally:  # interrupted too: the tables hold every fit finished so far
+        runs = results.runs_table(plan)
+        table = results.summarise(runs)
+        results.write(exp.out, exp.name, runs, table)
+    failed = [(f, r["error"]) for f, r in records if r["status"] == "failed"]
+    return ExperimentResult(plan, table, runs, len(records), failed, exp.out)

@@ -1,0 +1,321 @@
+"""Results tables from run directories: one row per fit (``runs``), one per configuration
+averaged over seeds (``results``), and the configuration chosen on validation per dataset.
+
+```
+OUT/runs.parquet       one row per fit: dataset, configuration, seed, status, val/test metric,
+                       epochs, seconds, run directory, error
+OUT/results.parquet    one row per configuration: mean ± std over seeds; `chosen` marks the
+OUT/results.csv        configuration with the best mean validation score of its dataset
+OUT/results.md         the same for people, per dataset, failures listed
+```
+The test split never chooses anything: ``chosen`` looks at validation only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from biofuse.pipeline.train.rundir import canonical_config
+
+#: fit options that are columns of their own (or not part of a configuration)
+_OWN_COLUMNS = ("fusion", "head", "modalities", "encoders", "seed", "threads", "fusion_options",
+                "head_options")
+
+
+def read_run(run_dir: Path) -> dict[str, Any]:
+    """One fit's row, from its run directory (config.json, metrics.json, error.txt)."""
+    run_dir = Path(run_dir)
+    row: dict[str, Any] = {"run_dir": str(run_dir), "status": "missing", "error": None}
+    try:
+        config = canonical_config(json.loads((run_dir / "config.json").read_text()))
+    except (OSError, ValueError):
+        config = None
+    error = run_dir / "error.txt"
+    if error.is_file():
+        row["status"], row["error"] = "failed", error.read_text().split("\n\n")[0].strip()
+    if config is None:
+        return row
+    row.update(dataset=Path(config.get("data", {}).get("path", "?")).stem,
+               dataset_hash=config.get("dataset_hash"), config_id=_config_id(config))
+    if config.get("kind") == "finetune":
+        ft = config.get("finetune", {})
+        row.update(fusion=f"finetune-{ft.get('method')}", head=ft.get("head"),
+                   modalities=ft.get("modality"),
+                   encoders=f"{ft.get('modality')}={Path(str(ft.get('model'))).name}",
+                   seed=ft.get("seed"),
+                   options_json=json.dumps(_finetune_options(ft), sort_keys=True))
+    else:
+        fit = config.get("fit", {})
+        row.update(fusion=fit.get("fusion"), head=fit.get("head"),
+                   modalities="+".join(fit.get("modalities", [])),
+                   encoders=" ".join(f"{m}={e}" for m, e in fit.get("encoders", {}).items()),
+                   seed=fit.get("seed"),
+                   options_json=json.dumps(_options(fit, config.get("model")), sort_keys=True))
+    if row["status"] != "failed":
+        row["status"] = config.get("status", "running")
+    try:
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return row
+    if row["status"] != "complete":
+        return row
+    key = "accuracy" if metrics.get("task") == "classification" else "spearman"
+    row.update(metric=key, val=(metrics.get("val") or {}).get(key),
+               test=(metrics.get("test") or {}).get(key), best_epoch=metrics.get("best_epoch"),
+               epochs=metrics.get("epochs"), seconds=metrics.get("seconds"),
+               selected=json.dumps(metrics.get("selected") or {}))
+    return row
+
+
+def _options(fit: dict, model: dict | None = None) -> dict[str, Any]:
+    """A fit's options as flat ``key: value``, a method's own as ``method.key``: resolved (every
+    default filled in) from the model config when there is one, else as given. The option a
+    fusion chooses on validation (MIL's entropy weight) is a result, not an option: left out."""
+    from biofuse.fusion import FUSIONS
+    from biofuse.pipeline.train.options import unused_search_fields
+
+    method = FUSIONS.get(fit.get("fusion"))
+    searched = method.search if method is not None and method.search else ("", "")
+    unused = unused_search_fields(fit.get("fusion"))
+    out = {k: v for k, v in fit.items() if k not in _OWN_COLUMNS and k not in unused}
+    fusion_options = (model or {}).get("fusion_options", fit.get("fusion_options") or {})
+    head_options = (model or {}).get("head_options", fit.get("head_options") or {})
+    out |= {f"{fit.get('fusion')}.{k}": v for k, v in fusion_options.items() if k != searched[0]}
+    out |= {f"{fit.get('head')}.{k}": v for k, v in head_options.items()}
+    return out
+
+
+#: finetune options that are columns of their own (or not part of a configuration)
+_FINETUNE_OWN = ("modality", "model", "method", "head", "seed", "threads", "head_options",
+                 "device")
+
+
+def _finetune_options(ft: dict) -> dict[str, Any]:
+    """A finetune's options as flat ``key: value`` (its head's as ``head.key``); LoRA's options
+    only for LoRA runs."""
+    out = {k: v for k, v in ft.items() if k not in _FINETUNE_OWN
+           and not (ft.get("method") == "full" and k.startswith("lora_"))}
+    return out | {f"{ft.get('head')}.{k}": v for k, v in (ft.get("head_options") or {}).items()}
+
+
+def _config_id(config: dict) -> str:
+    section = config.get("finetune") if config.get("kind") == "finetune" else config.get("fit")
+    fit = {k: v for k, v in (section or {}).items() if k not in ("seed", "threads")}
+    stores = {m: e.get("store") for m, e in (config.get("encoders") or {}).items()}
+    doc = [config.get("dataset_hash"), stores, fit]
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+
+
+_SCHEMA = {"dataset": pl.String, "group": pl.String, "config_id": pl.String,
+           "run_dir": pl.String, "status": pl.String, "fusion": pl.String, "head": pl.String,
+           "modalities": pl.String, "encoders": pl.String, "options_json": pl.String,
+           "seed": pl.Int64, "metric": pl.String, "val": pl.Float64, "test": pl.Float64,
+           "best_epoch": pl.Int64, "epochs": pl.Int64, "seconds": pl.Float64,
+           "selected": pl.String, "error": pl.String, "reference": pl.String,
+           "split_from": pl.String}
+
+
+def runs_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
+    rows = [{**r, "reference": r.get("reference") or r.get("dataset")} for r in rows]
+    frame = pl.DataFrame([{k: r.get(k) for k in _SCHEMA} for r in rows], schema=_SCHEMA)
+    return frame.with_columns(options=_option_labels(frame))
+
+
+def runs_table(plan) -> pl.DataFrame:
+    """One row per planned fit of an experiment, named as the experiment names them."""
+    rows = []
+    for f in plan.fits:
+        row = read_run(f.run_dir)
+        t = f.task
+        row.update(dataset=t.dataset, group=t.group, config_id=f.config_id,
+                   fusion=t.method, head=t.options["head"], modalities="+".join(t.modalities),
+                   encoders=" ".join(f"{m}={Path(e).name}" for m, e in t.encoders.items()),
+                   seed=t.options.get("seed", 0),
+                   reference=plan.experiment.datasets[t.dataset].reference,
+                   split_from=plan.experiment.datasets[t.dataset].split_from)
+        if "options_json" not in row:
+            options = t.resolved().to_dict()
+            row["options_json"] = json.dumps(_finetune_options(options) if t.kind == "finetune"
+                                             else _options(options), sort_keys=True)
+        rows.append(row)
+    return runs_frame(rows)
+
+
+def _option_labels(frame: pl.DataFrame) -> pl.Series:
+    """Per run, the options that differ between the runs of the table ("lr=0.003, mil.dim=128");
+    an option set everywhere to one value says nothing and is left out. Fits and finetunes have
+    different options (and defaults), so each is compared with its own kind."""
+    parsed = [json.loads(s) if s else {} for s in frame["options_json"].to_list()]
+    kinds = [str(f or "").startswith("finetune-") for f in frame["fusion"].to_list()]
+    varying = {}
+    for kind in set(kinds):
+        group = [p for p, k in zip(parsed, kinds) if k == kind]
+        keys = sorted({k for p in group for k in p})
+        varying[kind] = [k for k in keys if len({json.dumps(p.get(k), sort_keys=True)
+                                                 for p in group if k in p}) > 1]
+    labels = [", ".join(f"{k}={_value(p[k])}" for k in varying[kind] if k in p)
+              for p, kind in zip(parsed, kinds)]
+    return pl.Series("options", labels, dtype=pl.String)
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, (list, tuple)):
+        return ",".join(_value(x) for x in v)
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def summarise(runs: pl.DataFrame) -> pl.DataFrame:
+    """One row per (dataset, configuration): mean ± std over its seeds of the completed fits;
+    ``chosen`` is the best mean validation score of the dataset among fully completed ones."""
+    if runs.is_empty():
+        return pl.DataFrame()
+    done = pl.col("status") == "complete"
+    table = (runs.group_by(["dataset", "config_id"], maintain_order=True)
+             .agg(pl.col("group", "fusion", "head", "modalities", "encoders", "options",
+                         "reference", "split_from").first(),
+                  pl.col("metric").drop_nulls().first(),
+                  pl.len().alias("seeds"), done.sum().alias("complete"),
+                  (pl.col("status") == "failed").sum().alias("failed"),
+                  pl.col("val").filter(done).mean().alias("val_mean"),
+                  pl.col("val").filter(done).std().alias("val_std"),
+                  pl.col("test").filter(done).mean().alias("test_mean"),
+                  pl.col("test").filter(done).std().alias("test_std"),
+                  pl.col("epochs").filter(done).mean().alias("epochs"),
+                  pl.col("seconds").filter(done).mean().alias("seconds")))
+    eligible = (pl.col("complete") == pl.col("seeds")) & pl.col("val_mean").is_not_null()
+    best = (table.filter(eligible).group_by("dataset")
+            .agg(pl.col("config_id").sort_by("val_mean", descending=True).first()
+                 .alias("chosen_id")))
+    table = (table.join(best, on="dataset", how="left")
+             .with_columns(chosen=(pl.col("config_id") == pl.col("chosen_id")).fill_null(False))
+             .drop("chosen_id"))
+    order = {d: i for i, d in enumerate(dict.fromkeys(runs["dataset"].to_list()))}
+    return (table.with_columns(pl.col("dataset").replace_strict(order).alias("_order"))
+            .sort(["_order", "val_mean"], descending=[False, True], nulls_last=True)
+            .drop("_order"))
+
+
+def write(out: Path, name: str, runs: pl.DataFrame, table: pl.DataFrame) -> None:
+    out = Path(out)
+    runs.write_parquet(out / "runs.parquet")
+    if table.is_empty():
+        return
+    table.write_parquet(out / "results.parquet")
+    table.write_csv(out / "results.csv")
+    (out / "results.md").write_text(markdown(name, table, runs))
+
+
+def pm(mean, std, digits: int = 3) -> str:
+    """'0.812 ± 0.004', or '—' for a missing mean."""
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "—"
+    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None
+                                   and not math.isnan(std) else "")
+
+
+def markdown(name: str, table: pl.DataFrame, runs: pl.DataFrame) -> str:
+    metric = next((m for m in table["metric"].to_list() if m), "spearman")
+    lines = [f"# Results: {name}", "",
+             f"{metric.capitalize()} on the validation and test splits, mean ± std over seeds. "
+             "★ marks the configuration chosen on validation for its dataset (the test split "
+             "chooses nothing). Epochs: trained per fit (over every candidate of a searched "
+             "option); seconds: wall time of one fit (loading, training, scoring).", ""]
+    for dataset in dict.fromkeys(table["dataset"].to_list()):
+        rows = table.filter(pl.col("dataset") == dataset)
+        lines += [f"## {dataset}", "",
+                  "| | fusion | head | modalities | encoders | options | seeds | val | test "
+                  "| epochs | s / fit |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in rows.iter_rows(named=True):
+            seeds = (f"{r['complete']}" if r["complete"] == r["seeds"]
+                     else f"{r['complete']} of {r['seeds']}")
+            lines.append(
+                f"| {'★' if r['chosen'] else ''} | {r['fusion']} | {r['head']} | "
+                f"{r['modalities']} | {r['encoders']} | {r['options'] or ''} | {seeds} | "
+                f"{pm(r['val_mean'], r['val_std'])} | {pm(r['test_mean'], r['test_std'])} | "
+                f"{pm(r['epochs'], None, 0)} | {pm(r['seconds'], None, 1)} |")
+        chosen = rows.filter(pl.col("chosen"))
+        if chosen.height:
+            c = chosen.row(0, named=True)
+            lines += ["", f"Chosen on validation: **{c['fusion']}** ({c['modalities']}; "
+                      f"{c['encoders']}{'; ' + c['options'] if c['options'] else ''}): "
+                      f"validation {pm(c['val_mean'], c['val_std'])}, test "
+                      f"{pm(c['test_mean'], c['test_std'])}."]
+        verdict = fusion_vs_single(rows)
+        if verdict:
+            lines += ["", verdict]
+        lines.append("")
+    return "\n".join(lines + failed_section(runs))
+
+
+#: which configurations of a results table are fusions, and which single modalities
+FUSIONS_ONLY = (pl.col("fusion") != "none") & ~pl.col("fusion").str.starts_with("finetune-")
+SINGLES_ONLY = pl.col("fusion") == "none"
+
+
+def best_on_validation(rows: pl.DataFrame, which: pl.Expr) -> dict[str, Any] | None:
+    """The configuration among ``which`` rows of a results table with the best mean validation
+    score, among those whose every seed finished (None if there is none)."""
+    done = rows.filter(which & (pl.col("complete") == pl.col("seeds"))
+                       & pl.col("val_mean").is_not_null())
+    return done.sort("val_mean", descending=True).row(0, named=True) if done.height else None
+
+
+def mil_weights(run_dir: str | Path) -> dict[str, float]:
+    """A MIL run's mean attention weight per modality over every row ({} for other runs)."""
+    path = Path(run_dir) / "attention.parquet"
+    if not path.is_file():
+        return {}
+    frame = pl.read_parquet(path)
+    return {c.removeprefix("weight_"): float(frame[c].mean())
+            for c in frame.columns if c.startswith("weight_")}
+
+
+def _describe(r: dict[str, Any]) -> str:
+    what = r["modalities"] if r["fusion"] == "none" else r["fusion"]
+    options = f", {r['options']}" if r["options"] else ""
+    return f"{what} ({r['encoders']}{options})"
+
+
+def _against(ours: float | None, theirs: float | None, sd: float | None) -> str:
+    if ours is None or theirs is None:
+        return "not measured"
+    sd = 0.0 if sd is None or math.isnan(sd) else sd
+    if ours >= theirs:
+        return f"at or above it (+{ours - theirs:.3f})"
+    if ours >= theirs - sd:
+        return f"within one standard deviation ({ours - theirs:+.3f}, sd {sd:.3f})"
+    return f"**below it by more than one standard deviation** ({ours - theirs:+.3f}, sd {sd:.3f})"
+
+
+def fusion_vs_single(rows: pl.DataFrame) -> str | None:
+    """One dataset's answer to "does fusing beat the modalities alone?": the fusion and the
+    single modality each chosen on validation (among fully completed configurations), compared
+    on validation and test against the single modality's mean minus its standard deviation
+    over seeds. None when the table lacks either kind."""
+    fusion = best_on_validation(rows, FUSIONS_ONLY)
+    single = best_on_validation(rows, SINGLES_ONLY)
+    if fusion is None or single is None:
+        return None
+    return (f"Fusion against the modalities alone: the best fusion on validation, "
+            f"**{_describe(fusion)}** ({pm(fusion['val_mean'], fusion['val_std'])} validation, "
+            f"{pm(fusion['test_mean'], fusion['test_std'])} test), against the best single "
+            f"modality on validation, {_describe(single)} "
+            f"({pm(single['val_mean'], single['val_std'])}, "
+            f"{pm(single['test_mean'], single['test_std'])}): validation "
+            f"{_against(fusion['val_mean'], single['val_mean'], single['val_std'])}; test "
+            f"{_against(fusion['test_mean'], single['test_mean'], single['test_std'])}.")
+
+
+def failed_section(runs: pl.DataFrame) -> list[str]:
+    """Markdown lines listing the failed fits with their errors (none when nothing failed)."""
+    failed = runs.filter(pl.col("status") == "failed")
+    if not failed.height:
+        return []
+    return ["## Failed fits", ""] + [f"- {r['dataset']} `{Path(r['run_dir']).name}`: "
+                                     f"{r['error']}" for r in failed.iter_rows(named=True)] + [""]

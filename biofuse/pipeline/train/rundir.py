@@ -1,0 +1,204 @@
+"""The run directory: everything needed to reproduce, audit and reuse one trained model.
+
+```
+RUNDIR/config.json          biofuse version, data spec, dataset hash, fit options, model config,
+                            encoder fingerprints, targets; "status": running | complete | interrupted
+RUNDIR/train_log.csv        one row per epoch, appended while training runs
+RUNDIR/metrics.json         validation and test metrics, the chosen hyper-parameters
+RUNDIR/predictions.parquet  id, split, labels and predictions for every row
+RUNDIR/attention.parquet    per-row modality weights (MIL)
+RUNDIR/model.pt             the model's state dict (loaded with weights_only=True); for a
+                            finetune run, the head's
+```
+
+A finetune run (config "kind": "finetune") adds:
+
+```
+RUNDIR/encoder/             the finetuned encoder (LoRA merged): a model directory that
+                            `extract --model RUNDIR/encoder` reads like any other
+RUNDIR/adapter/             the un-merged LoRA adapter (peft's format), for LoRA runs
+RUNDIR/checkpoint.pt        while unfinished: the state after the last epoch, to resume from
+```
+
+``fit`` and ``finetune`` write it, ``predict`` reads it; nothing else knows the layout.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import torch
+
+from biofuse.cache import default_cache_dir
+from biofuse.errors import ConfigError
+from biofuse.fusion.model import FusionModel, ModelConfig
+from biofuse.options import canonical_names
+from biofuse.pipeline.train.options import FitOptions
+from biofuse.pipeline.train.targets import Targets
+from biofuse.version import __version__
+
+CONFIG, METRICS, LOG, MODEL = "config.json", "metrics.json", "train_log.csv", "model.pt"
+PREDICTIONS, ATTENTION = "predictions.parquet", "attention.parquet"
+ENCODER, ADAPTER, CHECKPOINT = "encoder", "adapter", "checkpoint.pt"
+#: train_log.csv's own columns; any other column is a tag (what was being trained, e.g. MIL's
+#: entropy weight)
+LOG_COLUMNS = ("epoch", "train_loss", "val_score", "val_selection", "lr", "seconds", "tokens")
+
+
+def run_cache(config: dict, cache_root) -> Path:
+    """Where a fit run's embeddings are looked up: ``cache_root`` when given, else the cache the
+    run was trained with (its config.json's ``cache``) while it exists, else the default."""
+    if cache_root is not None:
+        return Path(cache_root)
+    trained = config.get("cache")
+    if trained and Path(trained).is_dir():
+        return Path(trained)
+    return default_cache_dir()
+
+
+def canonical_config(config: dict) -> dict:
+    """A run's config.json with options renamed since it was written under their current names
+    (a 0.5 fit's ``precision`` is ``dtype``)."""
+    if isinstance(config.get("fit"), dict):
+        config = {**config, "fit": canonical_names(FitOptions, config["fit"], warn=False)}
+    return config
+
+
+class RunDir:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / LOG
+
+    @property
+    def encoder_dir(self) -> Path:
+        return self.path / ENCODER
+
+    @property
+    def adapter_dir(self) -> Path:
+        return self.path / ADAPTER
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.path / CHECKPOINT
+
+    def trim_log(self, epochs: int) -> None:
+        """Keep the log's rows of the first ``epochs`` epochs (a resumed run rewrites the rest)."""
+        if not self.log_path.is_file():
+            return
+        lines = self.log_path.read_text().splitlines(keepends=True)
+        self.log_path.write_text("".join(lines[:1 + epochs]))
+
+    def check_writable(self) -> None:
+        """Fail before any work if the run directory could not be written: it is a file, or
+        neither it nor its nearest existing parent is a writable directory."""
+        if self.path.exists() and not self.path.is_dir():
+            raise ConfigError(f"--out {self.path} is a file, not a run directory.",
+                              "Pass a new or existing directory.")
+        probe = self.path
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if not (probe.is_dir() and os.access(probe, os.W_OK | os.X_OK)):
+            raise ConfigError(f"The run directory {self.path} cannot be written ({probe} is not "
+                              "a writable directory).",
+                              "Pass an --out directory on a writable filesystem.")
+
+    def prepare(self) -> None:
+        """Create the directory; an earlier run's log is replaced, so the log always describes
+        this run."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self.log_path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"The run directory {self.path} cannot be written ({exc.strerror}).",
+                              "Pass an --out directory on a writable filesystem.") from None
+
+    def write_config(self, config: dict[str, Any], status: str) -> None:
+        doc = {"biofuse_version": __version__, "status": status, **config}
+        _write_json(self.path / CONFIG, doc)
+
+    def write_results(self, model: torch.nn.Module, metrics: dict, predictions: pl.DataFrame,
+                      attention: pl.DataFrame | None) -> None:
+        _write_json(self.path / METRICS, metrics)
+        torch.save(model.state_dict(), self.path / MODEL)
+        predictions.write_parquet(self.path / PREDICTIONS)
+        if attention is not None:
+            attention.write_parquet(self.path / ATTENTION)
+
+    def read_config(self) -> dict[str, Any]:
+        """config.json of a finished (or interrupted) run."""
+        config_path, model_path = self.path / CONFIG, self.path / MODEL
+        if not config_path.is_file() or not model_path.is_file():
+            raise ConfigError(f"{self.path} is not a biofuse run directory (no {CONFIG}/{MODEL}).",
+                              "Pass the --out directory of a finished `biofuse fit` or "
+                              "`biofuse finetune`.")
+        try:
+            return canonical_config(json.loads(config_path.read_text()))
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{config_path} is damaged ({exc}).",
+                              "Train the model again.") from None
+
+    def load_weights(self) -> dict[str, torch.Tensor]:
+        """model.pt as plain tensors (never unpickling code)."""
+        try:
+            return torch.load(self.path / MODEL, weights_only=True)
+        except Exception as exc:  # pickles, truncation
+            raise ConfigError(f"{self.path / MODEL} cannot be loaded as biofuse model weights "
+                              f"({type(exc).__name__}).",
+                              "biofuse loads only plain tensor state dicts written by `biofuse "
+                              "fit` or `finetune`; train the model again.") from None
+
+    def load(self) -> SavedRun:
+        """The saved run of `fit`: its config, targets and model (weights loaded safely)."""
+        config_path, model_path = self.path / CONFIG, self.path / MODEL
+        config = self.read_config()
+        try:
+            model_cfg = ModelConfig.from_dict(config["model"])
+            targets = Targets(**config["targets"])
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ConfigError(f"{config_path} is damaged or from an incompatible biofuse "
+                              f"({type(exc).__name__}: {exc}).",
+                              "Train the model again with `biofuse fit`.") from None
+        model = FusionModel(model_cfg)
+        try:
+            model.load_state_dict(torch.load(model_path, weights_only=True))
+        except Exception as exc:  # pickles, truncation, shape mismatch
+            raise ConfigError(f"{model_path} cannot be loaded as biofuse model weights "
+                              f"({type(exc).__name__}).",
+                              "biofuse loads only plain tensor state dicts written by `biofuse "
+                              "fit`; train the model again.") from None
+        return SavedRun(self.path, config, model_cfg, targets, model)
+
+
+@dataclass
+class SavedRun:
+    path: Path
+    config: dict[str, Any]
+    model_config: ModelConfig
+    targets: Targets
+    model: FusionModel
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinities as null: run directories hold strict JSON, readable by any tool."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _write_json(path: Path, doc: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(_finite(doc), indent=2, default=str, allow_nan=False))
+    os.replace(tmp, path)
