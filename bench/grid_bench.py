@@ -63,8 +63,9 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=4)
     args = ap.parse_args()
     import biofuse
+    from biofuse.pipeline.encoders import cores
     from biofuse.pipeline.experiment import load_experiment
-    from biofuse.pipeline.experiment.runner import cores, extract_stage, make_plan
+    from biofuse.pipeline.experiment.runner import extract_stage, make_plan
 
     work = Path(tempfile.mkdtemp(prefix="biofuse-grid-bench-"))
     path = work / "grid.toml"

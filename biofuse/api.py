@@ -233,8 +233,10 @@ def run(experiment: str | Path, *, out: str | Path | None = None,
     ``scheduler``), skip fits already finished, and write ``results.parquet/.csv/.md`` to its
     output folder. Returns an :class:`~biofuse.pipeline.experiment.ExperimentResult` (``results``:
     one row per configuration; ``failed``: fits that failed, with their errors)."""
+    from biofuse.pipeline.encoders import check_workers
     from biofuse.pipeline.experiment import load_experiment, run_experiment
 
+    check_workers(workers, "cpu")  # fits train on the CPU; refused before any work
     exp = load_experiment(experiment, out=out, cache=cache)
     return run_experiment(exp, workers=workers, scheduler=scheduler, progress=progress,
                           echo=echo)
@@ -319,6 +321,9 @@ def demo(*, data: str | Path | None = None, out: str | Path = "biofuse-demo", ep
     """biofuse end to end on a small table, on the CPU, offline: write the demo's experiment
     file (:func:`demo_experiment`) to ``out/demo.toml``, run it (one-hot / UniRep embeddings
     into ``out/cache``, the fits in parallel) and write the report to ``out/report``."""
+    from biofuse.pipeline.encoders import check_workers
+
+    check_workers(workers, "cpu")  # before anything is written
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     toml = out / "demo.toml"

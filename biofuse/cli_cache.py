@@ -139,6 +139,12 @@ def cache_gc(cache_dir: str, fingerprint_id: str | None, min_age: float, drop_co
                                   "fingerprint; move the directory away"))
     for s in open_for_maintenance(cache_dir, fingerprint_id):
         r = gc_store(s, min_age_s=min_age, drop_corrupt=drop_corrupt, compact=compact)
+        if r.skipped:
+            click.echo(f"{r.store}: left alone: {r.skipped}")
+            continue
+        for name in r.links_replaced:
+            click.echo(f"{r.store}: {name}/ was a symbolic link; replaced by a folder of the "
+                       "store (its target was not touched)")
         click.echo(f"{r.store}: removed {r.temps_removed} uncommitted parts "
                    f"({_size(r.bytes_freed)}), {r.damaged_removed} damaged parts; "
                    f"parts {r.parts_before} -> {r.parts_after}")
@@ -146,7 +152,7 @@ def cache_gc(cache_dir: str, fingerprint_id: str | None, min_age: float, drop_co
 
 @cache.command("export")
 @_cache_arg
-@click.option("--keys", "keys_file", type=click.Path(dir_okay=False, exists=True),
+@click.option("--keys", "keys_file", type=click.Path(dir_okay=False),
               help="File with one sequence key per line. Default: every entry.")
 @click.option("--format", "fmt", type=click.Choice(["npz", "parquet"]), default="npz",
               show_default=True)
@@ -162,14 +168,30 @@ def cache_export(cache_dir: str, fingerprint_id: str | None, keys_file: str | No
     """
     from biofuse.cache.maintenance import export_store, open_for_maintenance
     from biofuse.errors import ConfigError
+    from biofuse.files import read_text
 
     stores = open_for_maintenance(cache_dir, fingerprint_id)
     if len(stores) != 1:
         ids = ", ".join(s.id for s in stores) or "none"
         raise ConfigError(f"{cache_dir} holds {len(stores)} fingerprints ({ids}); export takes one.",
                           "Name it with --fingerprint ID.")
+    out_path = Path(out)
+    if out_path.suffix.lower() != f".{fmt}":
+        raise ConfigError(f"--out {out} does not end in .{fmt}, the format asked for "
+                          f"(--format {fmt}).", f"Name the file {out_path.stem or 'emb'}.{fmt}, "
+                          "or pick the --format of its suffix.")
+    if out_path.is_dir():
+        raise ConfigError(f"--out {out} is a folder.", f"Name a file, e.g. {out_path / 'emb'}.{fmt}.")
     keys = None
     if keys_file:
-        keys = [line.strip() for line in Path(keys_file).read_text().splitlines() if line.strip()]
-    n = export_store(stores[0], keys, Path(out), fmt)
-    click.echo(f"wrote {n} embeddings to {out}")
+        text = read_text(keys_file, "keys file", "Pass a text file with one sequence key per line.")
+        keys = [line.strip() for line in text.splitlines() if line.strip()]
+        unknown = [k for k in keys if k not in stores[0]]
+        if unknown:
+            raise ConfigError(f"{len(unknown)} of the {len(keys)} keys in {keys_file} are not in "
+                              f"the store {stores[0].id} (e.g. {unknown[0][:40]!r}).",
+                              "Keys are the 32 hex digits `biofuse cache export` and "
+                              "`biofuse.embeddings` use; list the store's with --format parquet.")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    n = export_store(stores[0], keys, out_path, fmt)
+    click.echo(f"wrote {n} embeddings to {out_path}")

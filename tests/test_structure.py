@@ -15,6 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "biofuse"
 #: the layers, bottom first: a module may import its own layer and the ones below it, never above
 LAYERS = [
     {"errors", "version", "registry"},
+    {"files"},
     {"modality", "options", "locks", "references"},
     {"cache", "heads"},
     {"fusion"},

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -13,21 +13,17 @@ import zarr
 
 from biofuse.cache.parts import read_part_index
 from biofuse.cache.root import EmbeddingCache
-from biofuse.cache.store import EmbeddingStore
+from biofuse.cache.store import SCRATCH, EmbeddingStore
 from biofuse.errors import CacheError
+from biofuse.files import disk_error, du, real_subdirs, remove_tree, write_atomic
 
 VERIFY_BLOCK_BYTES = 64 << 20
 
 
-def _du(path: Path) -> int:
-    if not path.exists():
-        return 0
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
 def _tmp_dirs(store: EmbeddingStore) -> list[Path]:
-    return [p for d in ("tmp", "trash") if (store.path / d).is_dir()
-            for p in (store.path / d).iterdir()]
+    """Uncommitted parts and leftovers of removals; a tmp/ or trash/ that is a link to
+    elsewhere is not looked into (``gc`` replaces the link with a folder)."""
+    return [p for d in SCRATCH for p in real_subdirs(store.path / d)]
 
 
 # ------------------------------------------------------------------------- info
@@ -38,7 +34,7 @@ def store_info(store: EmbeddingStore) -> dict:
     tokens = sum(p.n_tokens for p in store.parts)
     itemsize = np.dtype(store.dtype).itemsize
     raw = tokens * (store.dim or 0) * itemsize
-    disk = _du(store.path / "parts")
+    disk = du(store.path / "parts")
     temps = _tmp_dirs(store)
     return {"id": store.id, "model_id": fp.model_id, "revision": fp.revision, "layer": fp.layer,
             "compute_dtype": fp.compute_dtype, "long_policy": fp.long_policy,
@@ -47,7 +43,7 @@ def store_info(store: EmbeddingStore) -> dict:
             "entries": len(store), "duplicate_entries": stored - len(store), "tokens": tokens,
             "raw_bytes": raw, "bytes_on_disk": disk,
             "disk_vs_raw": round(disk / raw, 4) if raw else None,
-            "uncommitted_parts": len(temps), "uncommitted_bytes": sum(_du(p) for p in temps),
+            "uncommitted_parts": len(temps), "uncommitted_bytes": sum(du(p) for p in temps),
             "damaged_parts": len(store.damaged)}
 
 
@@ -115,6 +111,8 @@ class GcReport:
     damaged_removed: int = 0
     parts_before: int = 0
     parts_after: int = 0
+    links_replaced: list[str] = field(default_factory=list)  # tmp/ or trash/ that were links
+    skipped: str | None = None  # why the store was left alone
 
 
 def gc_store(store: EmbeddingStore, *, min_age_s: float = 3600.0, drop_corrupt: bool = False,
@@ -123,11 +121,15 @@ def gc_store(store: EmbeddingStore, *, min_age_s: float = 3600.0, drop_corrupt: 
     optionally damaged parts, and optionally rewrite all parts into few large ones."""
     store.require_writable("garbage-collect")
     report = GcReport(store.id, parts_before=len(store.part_dirs()))
+    if not store.is_own_folder():
+        report.skipped = (f"{store.path} is a link to {store.path.resolve()}; gc cleans a store "
+                          "only in its own folder (run it on the cache the link points into)")
+        return report
+    report.links_replaced = store.own_scratch()
     now = time.time()
     for path in _tmp_dirs(store):
-        if now - path.stat().st_mtime >= min_age_s:
-            report.bytes_freed += _du(path)
-            shutil.rmtree(path, ignore_errors=True)
+        if now - path.lstat().st_mtime >= min_age_s:
+            report.bytes_freed += remove_tree(store.path, path)
             report.temps_removed += 1
     if drop_corrupt:
         damaged = verify_store(store).damaged
@@ -168,7 +170,7 @@ def export_store(store: EmbeddingStore, keys: Sequence[str] | None, out: Path, f
     keys = list(store.keys() if keys is None else keys)
     if fmt == "npz":
         ragged = store.load(keys)
-        np.savez(out, **{k: ragged[i] for i, k in enumerate(keys)})
+        write_atomic(out, lambda f: np.savez(f, **{k: ragged[i] for i, k in enumerate(keys)}))
         return len(keys)
     if fmt != "parquet":
         raise CacheError(f"Unknown export format {fmt!r}.", "Use npz or parquet.")
@@ -178,14 +180,20 @@ def export_store(store: EmbeddingStore, keys: Sequence[str] | None, out: Path, f
     dim = store.dim or 0
     schema = pa.schema([("key", pa.string()), ("n_tokens", pa.int64()),
                         ("embedding", pa.list_(pa.list_(pa.float32(), dim)))])
-    with pq.ParquetWriter(out, schema) as writer:
-        for start in range(0, len(keys), batch):
-            part = keys[start:start + batch]
-            ragged = store.load(part, dtype="float32")
-            tokens = pa.FixedSizeListArray.from_arrays(pa.array(ragged.data.reshape(-1)), dim)
-            emb = pa.ListArray.from_arrays(pa.array(ragged.offsets.astype(np.int32)), tokens)
-            writer.write_table(pa.table([pa.array(part), pa.array(ragged.lengths), emb],
-                                        schema=schema))
+    tmp = out.with_name(f".{out.name}.tmp")  # streamed (it can be large), then renamed
+    try:
+        with pq.ParquetWriter(tmp, schema) as writer:
+            for start in range(0, len(keys), batch):
+                part = keys[start:start + batch]
+                ragged = store.load(part, dtype="float32")
+                tokens = pa.FixedSizeListArray.from_arrays(pa.array(ragged.data.reshape(-1)), dim)
+                emb = pa.ListArray.from_arrays(pa.array(ragged.offsets.astype(np.int32)), tokens)
+                writer.write_table(pa.table([pa.array(part), pa.array(ragged.lengths), emb],
+                                            schema=schema))
+        os.replace(tmp, out)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        raise disk_error(exc, out) or exc from None
     return len(keys)
 
 

@@ -24,6 +24,7 @@ import zarr
 
 from biofuse.cache.meta import array_doc, group_doc
 from biofuse.cache.shardio import BLOSC, ShardReader, balanced_chunk, write_shard
+from biofuse.errors import CacheError
 from biofuse.version import __version__
 
 #: target uncompressed bytes of one chunk (see docs/cache-format.md for the measurements)
@@ -66,6 +67,11 @@ def write_part(fp_dir: Path, keys: list[str], arrays: list[np.ndarray], dtype: s
     time to write a 256 MB part. zarr-python reads all of it (tested).
     """
     part_id = new_part_id()
+    if (fp_dir / "tmp").is_symlink():  # its target is not ours to write
+        raise CacheError(f"{fp_dir / 'tmp'} is a symbolic link to {(fp_dir / 'tmp').resolve()}; "
+                         "biofuse writes a cache only inside its own folder.",
+                         f"Run `biofuse cache gc {fp_dir.parent}`, which replaces the link with "
+                         "a folder (the link's target is not touched), then run again.")
     tmp = fp_dir / "tmp" / part_id
     arrays = [np.asarray(a, dtype=np.dtype(dtype).newbyteorder("<")) for a in arrays]
     dim = int(arrays[0].shape[1])

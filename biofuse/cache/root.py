@@ -135,8 +135,12 @@ class EmbeddingCache:
         return [self.open_id(i) for i in self.fingerprint_ids()]
 
     def open_id(self, fp_id: str) -> EmbeddingStore:
-        path = self.root / fp_id
-        attrs = read_group_attrs(path)
+        """The store named ``fp_id``: a folder directly in the cache (a path that leads
+        elsewhere, such as ``../x/<id>``, names no store of this cache)."""
+        plain = isinstance(fp_id, str) and fp_id not in ("", ".", "..") and \
+            Path(fp_id).name == fp_id and "\\" not in fp_id
+        path = self.root / fp_id if plain else None
+        attrs = read_group_attrs(path) if path is not None else None
         if attrs is None or STORE_ATTR not in attrs:
             known = ", ".join(self.fingerprint_ids()) or "none"
             raise CacheError(f"The cache at {self.root} has no store {fp_id!r}.",

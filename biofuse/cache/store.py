@@ -9,7 +9,6 @@ See docs/cache-format.md.
 from __future__ import annotations
 
 import os
-import shutil
 import warnings
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +22,7 @@ from biofuse.cache.fingerprint import Fingerprint
 from biofuse.cache.parts import Layout, PartIndex, read_part_index
 from biofuse.cache.writer import PartWriter
 from biofuse.errors import CacheCorruption, CacheError
+from biofuse.files import real_subdirs, remove_tree
 
 
 class CacheDir(Protocol):
@@ -38,6 +38,8 @@ class CacheDamageWarning(UserWarning):
 
 
 DEFAULT_PART_BYTES = 256 << 20
+#: a store's scratch folders: parts being written (tmp/) and parts being removed (trash/)
+SCRATCH = ("tmp", "trash")
 
 
 @dataclass
@@ -288,24 +290,42 @@ class EmbeddingStore:
     def remove_if_empty(self) -> bool:
         """Delete this store if it holds no committed part and no part being written (so a run
         that failed before computing anything leaves no empty store behind)."""
-        busy = [d for d in ("parts", "tmp") if (self.path / d).is_dir()
-                and any(p.is_dir() for p in (self.path / d).iterdir())]
-        if busy or self.cache.read_only:
+        busy = [d for d in ("parts", "tmp")
+                if any(p.is_dir() for p in real_subdirs(self.path / d))]
+        if busy or self.cache.read_only or not self.is_own_folder():
             return False
-        shutil.rmtree(self.path, ignore_errors=True)
+        remove_tree(self.cache.root, self.path)
         return True
+
+    def is_own_folder(self) -> bool:
+        """The store's folder is a real folder of its cache, not a link to one elsewhere."""
+        return not self.path.is_symlink() and self.path.resolve().parent == \
+            Path(self.cache.root).resolve()
+
+    def own_scratch(self) -> list[str]:
+        """Make tmp/ and trash/ real folders of the store: one that is a symbolic link (a copied
+        or shared cache) would send writes and deletions to its target. Returns the ones that
+        were links (the link is removed; its target is not touched)."""
+        replaced = []
+        for name in SCRATCH:
+            path = self.path / name
+            if path.is_symlink():
+                path.unlink()
+                replaced.append(name)
+            path.mkdir(exist_ok=True)
+        return replaced
 
     def remove_parts(self, part_ids: Iterable[str]) -> int:
         """Take parts out of the store: an atomic rename out of parts/, then deletion."""
         self.require_writable("remove parts from")
+        self.own_scratch()
         trash = self.path / "trash"
-        trash.mkdir(exist_ok=True)
         n = 0
         for pid in part_ids:
             src = self.path / "parts" / pid
-            if src.exists():
+            if src.exists() or src.is_symlink():
                 os.rename(src, trash / pid)
-                shutil.rmtree(trash / pid, ignore_errors=True)
+                remove_tree(self.path, trash / pid)
                 n += 1
         self._forget_vanished()
         return n

@@ -7,6 +7,7 @@ format is read by :func:`load_references` too (``biofuse report --reference FILE
 
 from __future__ import annotations
 
+import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import polars as pl
 
 from biofuse.errors import ConfigError
+from biofuse.files import read_bytes
 
 HERE = Path(__file__).parent
 COLUMNS = ("source", "method", "dataset", "metric", "value")
@@ -54,7 +56,7 @@ def load_references(names: list[str] | tuple[str, ...] = ("all",)) -> pl.DataFra
             frames += [_read(HERE / f"{s}.csv") for s in SOURCES]
         elif name in SOURCES:
             frames.append(_read(HERE / f"{name}.csv"))
-        elif Path(name).is_file():
+        elif Path(name).exists():
             frames.append(_read(Path(name)))
         else:
             raise ConfigError(f"--reference {name!r} is neither a shipped reference "
@@ -67,8 +69,9 @@ def load_references(names: list[str] | tuple[str, ...] = ("all",)) -> pl.DataFra
 
 
 def _read(path: Path) -> pl.DataFrame:
+    raw = read_bytes(path, "reference file", f"Pass a CSV with the columns {', '.join(COLUMNS)}.")
     try:
-        frame = pl.read_csv(path, infer_schema_length=0)
+        frame = pl.read_csv(io.BytesIO(raw), infer_schema_length=0)
     except Exception as exc:
         raise ConfigError(f"The reference file {path} cannot be read as CSV ({exc}).",
                           f"Give it the columns {', '.join(COLUMNS)}.") from None

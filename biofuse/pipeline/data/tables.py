@@ -13,7 +13,8 @@ from pathlib import Path
 
 import polars as pl
 
-from biofuse.errors import DataError
+from biofuse.errors import ConfigError, DataError
+from biofuse.files import read_bytes
 
 FASTA_SUFFIXES = {".fa", ".fasta", ".fna", ".faa", ".ffn", ".frn", ".fas"}
 PARQUET_SUFFIXES = {".parquet", ".pq"}
@@ -33,12 +34,12 @@ class TableInfo:
 def read_table(path: str | Path, sep: str | None = None) -> tuple[pl.DataFrame, TableInfo]:
     """Read ``path`` into a DataFrame; raise :class:`DataError` with a fix for unreadable files."""
     path = Path(path)
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         raise DataError(f"No such file: {path}.", "Check the path, or run from the folder it is in.")
-    if path.is_dir():
-        raise DataError(f"{path} is a directory, not a data file.",
-                        "Pass a CSV, TSV, Parquet or FASTA file (gzipped or not).")
-    raw = path.read_bytes()
+    try:
+        raw = read_bytes(path, "table", "Pass a CSV, TSV, Parquet or FASTA file (gzipped or not).")
+    except ConfigError as exc:  # a directory, a FIFO, a device, a dangling link
+        raise DataError(exc.problem, exc.fix) from None
     gzipped = raw[:2] == b"\x1f\x8b"
     if gzipped:
         try:

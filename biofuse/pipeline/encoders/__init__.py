@@ -28,6 +28,8 @@ from biofuse.pipeline.encoders.base import (
 from biofuse.pipeline.encoders.devices import (
     autocast,
     check_device,
+    check_workers,
+    cores,
     default_batch_tokens,
     default_device,
     default_dtype,
@@ -158,6 +160,6 @@ def build_encoder(request: EncoderRequest) -> Encoder:
 
 
 __all__ = ["ENCODERS", "FAMILIES", "MODALITIES", "Encoder", "EncoderInfo", "EncoderRequest", "Modality",
-           "autocast", "build_encoder", "check_device",
+           "autocast", "build_encoder", "check_device", "check_workers", "cores",
            "default_batch_tokens", "default_device", "default_dtype", "encoder_info",
            "model_id", "names_for", "register_encoder"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -57,3 +58,28 @@ def autocast(dtype: str, device: str = "cpu"):
 
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16,
                           enabled=dtype == "bf16")
+
+
+def cores() -> int:
+    """CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover — macOS, Windows
+        return os.cpu_count() or 1
+
+
+def check_workers(workers: int | None, device: str, flag: str = "--workers") -> None:
+    """More local workers than the machine has cores (or, on CUDA, GPUs) only compete for them
+    (and a typo such as 1000 would start a thousand processes): a ConfigError."""
+    if workers is None:
+        return
+    if device.startswith("cuda"):
+        import torch
+
+        limit, what = torch.cuda.device_count(), "GPU(s)"
+    else:
+        limit, what = cores(), "CPU cores"
+    if workers > limit:
+        raise ConfigError(f"{flag} {workers} asks for more local workers than this machine has "
+                          f"{what} ({limit}).", f"Use {flag} {limit} or fewer, or --scheduler "
+                          "ADDRESS to run on an existing Dask cluster with more machines.")

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from biofuse.errors import BiofuseError, ConfigError
+from biofuse.files import check_name, read_text
 from biofuse.options import from_dict, option_fields
 from biofuse.pipeline.data import Dataset, DataSpec, load_dataset
 from biofuse.pipeline.experiment.grid import (
@@ -101,13 +102,12 @@ def load_experiment(path: str | Path, *, out: str | Path | None = None,
     """Read and validate an experiment file; raise :class:`ExperimentError` listing every
     problem. ``out`` / ``cache`` override the file's. Paths in the file are relative to it."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"The experiment file {path} does not exist.",
-                          "Pass a TOML file; `biofuse/examples/experiment.toml` is a complete "
-                          "example (docs/experiments.md explains it).")
+    text = read_text(path, "experiment file", "Pass a TOML file; "
+                     "`biofuse/examples/experiment.toml` is a complete example "
+                     "(docs/experiments.md explains it).")
     try:
-        doc = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML ({exc}).",
                           "Fix the place it names; docs/experiments.md has a complete "
                           "example.") from None
@@ -171,6 +171,11 @@ def _datasets(value: Any, base: Path, p: Problems) -> dict[str, DatasetEntry]:
     out = {}
     for name, table in table_of(value, "[datasets]", p).items():
         where = f"[datasets.{name}]"
+        try:
+            check_name(name, "The dataset name")  # it names the folder of its runs
+        except BiofuseError as exc:
+            p.add(f"{where}: {exc}")
+            continue
         if not isinstance(table, dict):
             p.add(f"{where} must be a table (path = ..., sequence_col = ...)")
             continue

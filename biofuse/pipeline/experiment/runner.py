@@ -29,12 +29,15 @@ import polars as pl
 
 from biofuse.cache import EmbeddingCache, default_cache_dir
 from biofuse.errors import BiofuseError, ConfigError
+from biofuse.files import disk_error, inside
 from biofuse.locks import exclusive
 from biofuse.modality import Modality
 from biofuse.options import renamed
+from biofuse.pipeline.encoders import check_workers, cores
 from biofuse.pipeline.experiment.file import Experiment
 from biofuse.pipeline.experiment.progress import FitProgress
 from biofuse.pipeline.experiment.tasks import Task
+from biofuse.pipeline.train.rundir import RunDir
 
 Echo = Callable[[str], None]
 ERROR = "error.txt"
@@ -113,12 +116,9 @@ class ExperimentPlan:
 
 
 def is_finished(run_dir: Path) -> bool:
-    """A fit whose run directory is complete: status complete and metrics written."""
-    try:
-        config = json.loads((run_dir / "config.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return config.get("status") == "complete" and (run_dir / "metrics.json").is_file()
+    """A run whose directory is complete: status complete, and every file it should hold there
+    and readable (a run killed while writing them is run again)."""
+    return not RunDir(run_dir).problems()
 
 
 def _hash(doc: Any) -> str:
@@ -175,9 +175,9 @@ def make_plan(exp: Experiment, cache: Path | None = None) -> ExperimentPlan:
             identity["encoders"] = {m: store_of[(m, e)] for m, e in task.encoders.items()}
         run_id = _hash(identity)
         options.pop("seed")
-        run_dir = (exp.out / "runs" / task.dataset
-                   / f"{task.method}-{options['head']}-s{task.options.get('seed', 0)}-"
-                     f"{run_id[:10]}")
+        run_dir = inside(exp.out, "runs", task.dataset,
+                         f"{task.method}-{options['head']}-s{task.options.get('seed', 0)}-"
+                         f"{run_id[:10]}")
         fits.append(PlannedFit(task, run_dir, run_id, _hash(identity), is_finished(run_dir)))
     return ExperimentPlan(exp, root, list(stages.values()), fits)
 
@@ -234,6 +234,11 @@ def run_fit_task(spec: dict, options: dict, cache: str, run_dir: str, kind: str 
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # noqa: BLE001 — recorded, the grid goes on
+        machine = disk_error(exc, out)
+        if machine is not None:  # a full disk, a quota, a read-only filesystem: the grid stops
+            return {"status": "failed", "seconds": time.perf_counter() - start,
+                    "error": f"{machine.strerror} ({machine.filename})",
+                    "environment": [machine.errno, machine.strerror, machine.filename]}
         user = isinstance(exc, BiofuseError)
         message = str(exc) if user else f"internal error: {type(exc).__name__}: {exc}"
         try:
@@ -242,13 +247,6 @@ def run_fit_task(spec: dict, options: dict, cache: str, run_dir: str, kind: str 
         except OSError:
             pass
         return {"status": "failed", "seconds": time.perf_counter() - start, "error": message}
-
-
-def cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover — macOS, Windows
-        return os.cpu_count() or 1
 
 
 def fit_stage(plan: ExperimentPlan, *, workers: int | None, scheduler: str | None, echo: Echo,
@@ -260,7 +258,9 @@ def fit_stage(plan: ExperimentPlan, *, workers: int | None, scheduler: str | Non
         return []
     exp = plan.experiment
     n_cores = cores()
-    n_workers = workers or max(1, min(n_cores // THREADS_PER_FIT, len(todo)))
+    check_workers(workers, "cpu")  # fits train on the CPU
+    n_workers = min(workers, len(todo)) if workers else max(
+        1, min(n_cores // THREADS_PER_FIT, len(todo)))
     # on an existing cluster, torch threads are the workers' own business (their machines)
     threads = None if scheduler else max(1, n_cores // n_workers)
     records: list[tuple[PlannedFit, dict]] = []
@@ -279,6 +279,7 @@ def fit_stage(plan: ExperimentPlan, *, workers: int | None, scheduler: str | Non
                     else None)
             records.append((fit, record))
             bar.finished(fit, record)
+            _stop_on_the_machine(record)
         return records
     return _dask_fits(todo, args, n_workers, threads, n_cores, scheduler, echo, records)
 
@@ -325,11 +326,23 @@ def _dask_fits(todo, args, n_workers, threads, n_cores, scheduler, echo, records
                                        f"{type(exc).__name__}: {exc}"}
                 records.append((fit, record))
                 bar.finished(fit, record)
+                if record.get("environment"):
+                    client.cancel(list(pending))
+                    _stop_on_the_machine(record)
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
     return records
+
+
+def _stop_on_the_machine(record: dict) -> None:
+    """A fit that failed on the machine itself (full disk, quota, read-only filesystem) stops
+    the grid: the next fits would fail the same way. Raised as the OSError it was, naming the
+    path; finished fits are kept and the same command resumes."""
+    if record.get("environment"):
+        code, message, path = record["environment"]
+        raise OSError(code, message, path)
 
 
 def _spec_dict(exp: Experiment, task: Task) -> dict:

@@ -12,6 +12,7 @@ from biofuse.pipeline.encoders import (
     LONG_POLICIES,
     EncoderRequest,
     check_device,
+    check_workers,
     default_batch_tokens,
     default_device,
     default_dtype,
@@ -46,7 +47,7 @@ class ExtractOptions:
                                  "context minus one is used).", min=0)
     device: str | None = option(None, "cpu, cuda, cuda:1 ... Default: cuda if available.")
     workers: int | None = option(None, "Start a local Dask cluster with N workers (one per GPU "
-                                 "on CUDA).", min=1, max=1024)
+                                 "on CUDA; at most the machine's cores or GPUs).", min=1)
     scheduler: str | None = option(None, "Address of an existing Dask scheduler "
                                    "(tcp://HOST:PORT).")
     commit_every: float = option(30.0, "Seconds between cache commits: an interrupted run keeps "
@@ -60,6 +61,7 @@ class ExtractOptions:
                               "an existing one.")
         if self.device is not None:
             check_device(self.device)
+        check_workers(self.workers, self.device or default_device())
 
     def request(self, modality: Modality) -> EncoderRequest:
         """The encoder request for ``modality``, with device, dtype defaults resolved."""

@@ -25,6 +25,7 @@ import polars as pl
 import torch
 
 from biofuse.errors import ConfigError
+from biofuse.files import disk_errors
 from biofuse.heads import HEADS
 from biofuse.locks import exclusive
 from biofuse.modality import Modality
@@ -118,7 +119,7 @@ def finetune(ds: Dataset, options: FinetuneOptions, out: str | Path,
     run = RunDir(out)
     run.check_writable()
     with exclusive(run.path, "finetuning a model",
-                   "Wait for it to finish, or pass another --out."):
+                   "Wait for it to finish, or pass another --out."), disk_errors(run.path):
         return _finetune(ds, options, run, echo)
 
 
@@ -215,8 +216,8 @@ def _finetune(ds: Dataset, options: FinetuneOptions, run: RunDir, echo) -> Finet
     record |= {"encoder": saved_fp.to_dict(), "encoder_id": saved_fp.id,
                "extract_command": extract_command(ds.spec, o.modality, str(run.encoder_dir.resolve()),
                                                   "CACHE", long_policy=o.long_policy)}
-    run.write_config(record, status="interrupted" if result.interrupted else "complete")
-    run.write_results(model.head, metrics, predictions, None)
+    run.finish(record, "interrupted" if result.interrupted else "complete", model.head, metrics,
+               predictions)
     if not result.interrupted:
         run.checkpoint_path.unlink(missing_ok=True)  # finished: nothing to resume
     return FinetuneResult(metrics, run.path, run.encoder_dir, result.interrupted, model)

@@ -27,6 +27,7 @@ import numpy as np
 import polars as pl
 
 from biofuse.errors import BiofuseError, ConfigError
+from biofuse.files import disk_errors, safe_name, write_bytes_atomic
 from biofuse.pipeline.report import plots
 from biofuse.pipeline.report.results import (
     failed_section,
@@ -39,6 +40,12 @@ from biofuse.pipeline.report.results import (
 )
 from biofuse.pipeline.train.rundir import LOG_COLUMNS, run_cache
 from biofuse.references import SOURCES, load_references, reference_key
+
+
+def figure(out: Path, dataset: object, view: str) -> Path:
+    """The PNG of one view of one dataset; the dataset's name (from run records, which anyone can
+    edit) becomes a safe file name, so a figure is always written inside ``out``."""
+    return out / f"{safe_name(dataset)}-{view}.png"
 
 
 def collect_runs(inputs: list[str | Path]) -> pl.DataFrame:
@@ -75,6 +82,12 @@ def make_report(inputs: list[str | Path], out: str | Path, *,
     refs = load_references(references)  # a bad --reference fails before any work
     runs = collect_runs(inputs)
     out.mkdir(parents=True, exist_ok=True)
+    with disk_errors(out):
+        return _write_report(runs, refs, out, cache, examples, echo)
+
+
+def _write_report(runs: pl.DataFrame, refs: pl.DataFrame, out: Path, cache, examples: int,
+                  echo) -> Path:
     table = summarise(runs)
     md = ["# biofuse report", "",
           f"{runs.height} fits ({runs.filter(pl.col('status') == 'complete').height} finished) "
@@ -95,7 +108,7 @@ def make_report(inputs: list[str | Path], out: str | Path, *,
     md += ["## Runs", "", "Every fit of this report, by run directory:", ""]
     md += [f"- `{r['run_dir']}` ({r['status']})" for r in runs.iter_rows(named=True)]
     page = out / "report.md"
-    page.write_text("\n".join(md) + "\n")
+    write_bytes_atomic(page, ("\n".join(md) + "\n").encode())
     return page
 
 
@@ -134,7 +147,7 @@ def _dataset_section(dataset: str, table: pl.DataFrame, runs: pl.DataFrame, refs
     ours = table.filter(pl.col("test_mean").is_not_null())
     if ours.height:
         png = plots.comparison(ours, published, metric, f"{dataset}: test {metric}",
-                               out / f"{dataset}-comparison.png")
+                               figure(out, dataset, "comparison"))
         md += [f"![{dataset}: ours beside published]({png.name})", ""]
     md += _finetune_section(dataset, table, published)
     chosen = table.filter(pl.col("chosen"))
@@ -205,7 +218,7 @@ def _chosen_views(dataset: str, chosen: dict[str, Any], runs: pl.DataFrame, out:
                 logs.append((f"seed {r['seed']}", log))
     if logs:
         png = plots.learning_curves(logs, chosen["metric"] or "score", f"{dataset}: {label}",
-                                    out / f"{dataset}-curves.png")
+                                    figure(out, dataset, "curves"))
         md += [f"![learning curves]({png.name})", ""]
     first = Path(mine["run_dir"][0])
     md += _scatter(dataset, label, first, out)
@@ -226,14 +239,14 @@ def _scatter(dataset: str, label: str, run_dir: Path, out: Path) -> list[str]:
     name = targets[0]
     rho = ((metrics.get("test") or {}).get("per_target") or {}).get(name, {}).get("spearman")
     png = plots.scatter(preds[f"y_{name}"].to_numpy(), preds[f"pred_{name}"].to_numpy(), rho,
-                        f"{dataset}: {label}, {name}", out / f"{dataset}-scatter.png")
+                        f"{dataset}: {label}, {name}", figure(out, dataset, "scatter"))
     md += [f"![predicted vs observed]({png.name})", ""]
     per_target = (metrics.get("test") or {}).get("per_target") or {}
     if len(per_target) > 1:
         names = list(per_target)
         png = plots.per_target(names, [per_target[n].get("spearman") for n in names],
                                "spearman", f"{dataset}: {label}, per target",
-                               out / f"{dataset}-per-target.png")
+                               figure(out, dataset, "per-target"))
         md += [f"![per-target metrics]({png.name})", ""]
     return md
 
@@ -262,7 +275,7 @@ def _attribution(dataset: str, label: str, run_dir: Path, out: Path, cache,
         return [f"(No attribution view: {exc})", ""]
     png = plots.attribution(att.ids, att.values, att.aligned,
                             f"{dataset}: {label}: gradient x input per position",
-                            out / f"{dataset}-attribution.png")
+                            figure(out, dataset, "attribution"))
     return ["Where along the sequence the prediction comes from (gradient x input per "
             "codon and modality, for the first test sequences):", "",
             f"![attribution]({png.name})", ""]
@@ -304,6 +317,6 @@ def _mil_section(runs: pl.DataFrame, table: pl.DataFrame, out: Path) -> list[str
         if path is not None and path.is_file():
             png = plots.weight_distributions(pl.read_parquet(path),
                                              f"{d}: MIL weight per sequence (best MIL)",
-                                             out / f"{d}-mil-per-sample.png")
+                                             figure(out, d, "mil-per-sample"))
             md += [f"![{d}: per-sample MIL weights]({png.name})", ""]
     return md

@@ -21,6 +21,7 @@ from typing import Any
 
 import polars as pl
 
+from biofuse.files import write_atomic, write_bytes_atomic
 from biofuse.pipeline.train.rundir import canonical_config
 
 #: fit options that are columns of their own (or not part of a configuration)
@@ -203,12 +204,12 @@ def summarise(runs: pl.DataFrame) -> pl.DataFrame:
 
 def write(out: Path, name: str, runs: pl.DataFrame, table: pl.DataFrame) -> None:
     out = Path(out)
-    runs.write_parquet(out / "runs.parquet")
+    write_atomic(out / "runs.parquet", runs.write_parquet)
     if table.is_empty():
         return
-    table.write_parquet(out / "results.parquet")
-    table.write_csv(out / "results.csv")
-    (out / "results.md").write_text(markdown(name, table, runs))
+    write_atomic(out / "results.parquet", table.write_parquet)
+    write_atomic(out / "results.csv", table.write_csv)
+    write_bytes_atomic(out / "results.md", markdown(name, table, runs).encode())
 
 
 def pm(mean, std, digits: int = 3) -> str:

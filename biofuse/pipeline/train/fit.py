@@ -20,6 +20,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from biofuse.files import disk_errors
 from biofuse.fusion import FUSIONS
 from biofuse.fusion.model import FusionModel, ModelConfig
 from biofuse.locks import exclusive
@@ -114,7 +115,7 @@ def fit(ds: Dataset, options: FitOptions, cache_root, out: str | Path,
     run = RunDir(out)
     run.check_writable()
     with exclusive(run.path, "training a model",
-                   "Wait for it to finish, or pass another --out."):
+                   "Wait for it to finish, or pass another --out."), disk_errors(run.path):
         return _fit(ds, options, cache_root, run, echo)
 
 
@@ -193,9 +194,9 @@ def _fit(ds: Dataset, o: FitOptions, cache_root, run: RunDir, echo) -> FitResult
     attention = (pl.DataFrame({"id": ids, "split": split_col}
                               | {f"weight_{m}": w for m, w in weights.items()})
                  if weights else None)
-    run.write_config({**record, "model": model.config.to_dict()},  # with the chosen option
-                     status="interrupted" if interrupted else "complete")
-    run.write_results(model, metrics, predictions, attention)
+    run.finish({**record, "model": model.config.to_dict()},  # with the chosen option
+               "interrupted" if interrupted else "complete", model, metrics, predictions,
+               attention)
     return FitResult(metrics, run.path, interrupted, model)
 
 

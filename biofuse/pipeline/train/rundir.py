@@ -36,7 +36,8 @@ import polars as pl
 import torch
 
 from biofuse.cache import default_cache_dir
-from biofuse.errors import ConfigError
+from biofuse.errors import BiofuseError, ConfigError
+from biofuse.files import read_text, regular_file, write_atomic, write_bytes_atomic
 from biofuse.fusion.model import FusionModel, ModelConfig
 from biofuse.options import canonical_names
 from biofuse.pipeline.train.options import FitOptions
@@ -125,13 +126,48 @@ class RunDir:
         doc = {"biofuse_version": __version__, "status": status, **config}
         _write_json(self.path / CONFIG, doc)
 
-    def write_results(self, model: torch.nn.Module, metrics: dict, predictions: pl.DataFrame,
-                      attention: pl.DataFrame | None) -> None:
+    def finish(self, config: dict[str, Any], status: str, model: torch.nn.Module,
+               metrics: dict, predictions: pl.DataFrame,
+               attention: pl.DataFrame | None = None) -> None:
+        """Write the run's results, each file whole or not at all, and then, last, config.json
+        with ``status``: a run killed or out of disk while writing keeps status "running", so
+        the next `biofuse run` trains it again instead of calling it finished."""
         _write_json(self.path / METRICS, metrics)
-        torch.save(model.state_dict(), self.path / MODEL)
-        predictions.write_parquet(self.path / PREDICTIONS)
+        state = model.state_dict()
+        write_atomic(self.path / MODEL, lambda f: torch.save(state, f))
+        write_atomic(self.path / PREDICTIONS, predictions.write_parquet)
         if attention is not None:
-            attention.write_parquet(self.path / ATTENTION)
+            write_atomic(self.path / ATTENTION, attention.write_parquet)
+        self.write_config(config, status)
+
+    def problems(self) -> list[str]:
+        """Why this is not a complete run directory ([] when it is): config.json with status
+        complete, and every file a finished run has, readable (the model's weights load)."""
+        try:
+            config = json.loads(read_text(self.path / CONFIG, "run record"))
+        except BiofuseError as exc:
+            return [exc.problem]
+        except ValueError:
+            return [f"{CONFIG} is not valid JSON"]
+        if not isinstance(config, dict) or config.get("status") != "complete":
+            status = config.get("status") if isinstance(config, dict) else None
+            return [f"its status is {status!r}, not 'complete'"]
+        out = []
+        try:
+            json.loads(read_text(self.path / METRICS, "metrics file"))
+        except (BiofuseError, ValueError):
+            out.append(f"{METRICS} is missing or not valid JSON")
+        try:
+            pl.read_parquet_schema(regular_file(self.path / PREDICTIONS, "predictions"))
+        except Exception:  # missing, truncated, not Parquet
+            out.append(f"{PREDICTIONS} is missing or unreadable")
+        try:
+            torch.load(regular_file(self.path / MODEL, "model"), weights_only=True)
+        except Exception:
+            out.append(f"{MODEL} is missing or cannot be loaded")
+        if config.get("kind") == "finetune" and not (self.encoder_dir / "config.json").is_file():
+            out.append(f"{ENCODER}/ holds no finetuned encoder")
+        return out
 
     def read_config(self) -> dict[str, Any]:
         """config.json of a finished (or interrupted) run."""
@@ -199,6 +235,5 @@ def _finite(value: Any) -> Any:
 
 
 def _write_json(path: Path, doc: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(_finite(doc), indent=2, default=str, allow_nan=False))
-    os.replace(tmp, path)
+    text = json.dumps(_finite(doc), indent=2, default=str, allow_nan=False)
+    write_bytes_atomic(path, text.encode())

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -28,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from biofuse.files import write_atomic
 
 
 @dataclass
@@ -326,9 +327,8 @@ class Checkpoint(Callback):
         self.path, self.key = path, key
 
     def on_epoch_end(self, trainer, log):
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        torch.save({"key": self.key, **trainer.state()}, tmp)
-        os.replace(tmp, self.path)
+        state = {"key": self.key, **trainer.state()}
+        write_atomic(self.path, lambda f: torch.save(state, f))
 
 
 def _duration(seconds: float) -> str:
