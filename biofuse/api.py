@@ -28,7 +28,9 @@ from typing import Any
 
 import numpy as np
 
+from biofuse.arguments import int_arg, path_arg, paths_arg, text_arg, texts_arg
 from biofuse.cache import EmbeddingCache, Fingerprint, default_cache_dir, sequence_key
+from biofuse.errors import ConfigError
 from biofuse.modality import ALL, Modality
 from biofuse.options import from_dict
 from biofuse.pipeline.data import Dataset, DataSpec
@@ -52,17 +54,24 @@ def load_dataset(data: str | Path | DataSpec | Dataset, **spec: Any) -> Dataset:
     """
     if isinstance(data, Dataset):
         if spec:
-            raise TypeError("load_dataset: pass spec options with a path, not a Dataset")
+            raise ConfigError(f"load_dataset got a Dataset and table options "
+                              f"({', '.join(spec)}): a Dataset is already read.",
+                              "Pass the table's path with the options, or the Dataset alone.")
         return data
     if isinstance(data, DataSpec):
         return read_dataset(data if not spec else DataSpec(**{**data.__dict__, **spec}))
     if "label_cols" in spec and isinstance(spec["label_cols"], str):
         spec["label_cols"] = (spec["label_cols"],)
-    return read_dataset(from_dict(DataSpec, {"path": str(data), **spec}))
+    path = path_arg("data", data)
+    return read_dataset(from_dict(DataSpec, {"path": str(path), **spec}))
 
 
 def _cache(cache: str | Path | None) -> str | Path:
-    return cache if cache is not None else default_cache_dir()
+    if cache is None:
+        return default_cache_dir()
+    if isinstance(cache, str) and "://" in cache:  # a URL cache, read through fsspec
+        return cache
+    return path_arg("cache", cache)
 
 
 def extract(data: str | Path | DataSpec | Dataset, *, modality: str = Modality.PROTEIN,
@@ -118,7 +127,8 @@ def fit(data: str | Path | DataSpec | Dataset, *, out: str | Path,
     """
     from biofuse.pipeline.train import fit as train
 
-    return train(load_dataset(data), from_dict(FitOptions, options), _cache(cache), Path(out),
+    out = path_arg("out", out)
+    return train(load_dataset(data), from_dict(FitOptions, options), _cache(cache), out,
                  echo=echo)
 
 
@@ -139,7 +149,8 @@ def finetune(data: str | Path | DataSpec | Dataset, *, out: str | Path, echo: Ec
     from biofuse.pipeline.finetune import FinetuneOptions
     from biofuse.pipeline.finetune import finetune as train
 
-    return train(load_dataset(data), from_dict(FinetuneOptions, options), Path(out), echo=echo)
+    out = path_arg("out", out)
+    return train(load_dataset(data), from_dict(FinetuneOptions, options), out, echo=echo)
 
 
 def predict(run_dir: str | Path, data: str | Path, *, cache: str | Path | None = None,
@@ -152,6 +163,8 @@ def predict(run_dir: str | Path, data: str | Path, *, cache: str | Path | None =
     default; a `finetune` run runs its own encoder and needs no cache."""
     from biofuse.pipeline.train.rundir import RunDir
 
+    run_dir, data = path_arg("run_dir", run_dir), path_arg("data", data)
+    out = path_arg("out", out, optional=True)
     if RunDir(run_dir).read_config().get("kind") == "finetune":
         from biofuse.pipeline.finetune.predict import predict as score_finetuned
 
@@ -202,7 +215,8 @@ def embeddings(data: str | Path | DataSpec | Dataset, *, modality: str, encoder:
 
     ds = load_dataset(data)
     m = Modality.parse(modality)
-    encoder = encoder or m.default_encoder
+    encoder = text_arg("encoder", encoder or m.default_encoder)
+    text_arg("dtype", dtype, choices=("float32", "float16"))
     seqs = ds.frame[m.column].to_list()
     keys = [sequence_key(s) for s in seqs if s]
     root = _cache(cache)
@@ -222,7 +236,9 @@ def plan(experiment: str | Path, *, out: str | Path | None = None,
     Computes nothing."""
     from biofuse.pipeline.experiment import load_experiment, make_plan
 
-    return make_plan(load_experiment(experiment, out=out, cache=cache))
+    return make_plan(load_experiment(path_arg("experiment", experiment),
+                                     out=path_arg("out", out, optional=True),
+                                     cache=path_arg("cache", cache, optional=True)))
 
 
 def run(experiment: str | Path, *, out: str | Path | None = None,
@@ -235,9 +251,13 @@ def run(experiment: str | Path, *, out: str | Path | None = None,
     one row per configuration; ``failed``: fits that failed, with their errors)."""
     from biofuse.pipeline.encoders import check_workers
     from biofuse.pipeline.experiment import load_experiment, run_experiment
+    from biofuse.pipeline.extract.distributed import check_scheduler
 
-    check_workers(workers, "cpu")  # fits train on the CPU; refused before any work
-    exp = load_experiment(experiment, out=out, cache=cache)
+    check_workers(int_arg("workers", workers, 1, optional=True), "cpu")  # before any work
+    check_scheduler(scheduler)
+    exp = load_experiment(path_arg("experiment", experiment),
+                          out=path_arg("out", out, optional=True),
+                          cache=path_arg("cache", cache, optional=True))
     return run_experiment(exp, workers=workers, scheduler=scheduler, progress=progress,
                           echo=echo)
 
@@ -253,9 +273,10 @@ def report(inputs: str | Path | list[str | Path], *, out: str | Path,
     Returns the page's path."""
     from biofuse.pipeline.report import make_report
 
-    items = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
-    refs = (reference,) if isinstance(reference, str) else tuple(reference)
-    return make_report(items, out, references=refs, cache=cache, examples=examples, echo=echo)
+    return make_report(paths_arg("inputs", inputs), path_arg("out", out),
+                       references=texts_arg("reference", reference),
+                       cache=path_arg("cache", cache, optional=True),
+                       examples=int_arg("examples", examples, 1, 50), echo=echo)
 
 
 def demo_experiment(data: str | Path | None = None, *, epochs: int = 150, seeds: int = 3,
@@ -323,8 +344,15 @@ def demo(*, data: str | Path | None = None, out: str | Path = "biofuse-demo", ep
     into ``out/cache``, the fits in parallel) and write the report to ``out/report``."""
     from biofuse.pipeline.encoders import check_workers
 
-    check_workers(workers, "cpu")  # before anything is written
-    out = Path(out)
+    # checked before anything is written
+    check_workers(int_arg("workers", workers, 1, optional=True), "cpu")
+    int_arg("epochs", epochs, 1)
+    int_arg("seeds", seeds, 1, 20)
+    text_arg("protein", protein)
+    label_cols = texts_arg("label_cols", label_cols)
+    text_arg("sequence_col", sequence_col, optional=True)
+    data = path_arg("data", data, optional=True)
+    out = path_arg("out", out)
     out.mkdir(parents=True, exist_ok=True)
     toml = out / "demo.toml"
     toml.write_text(demo_experiment(data, epochs=epochs, seeds=seeds, protein=protein,

@@ -223,3 +223,63 @@ def real_subdirs(path: str | Path) -> list[Path]:
 def _path(path):
     """A path object as it is (pathlib's, or a URL cache's fsspec path), else a Path."""
     return path if hasattr(path, "iterdir") else Path(path)
+
+
+# ------------------------------------------------------------------------------ records
+
+_MISSING = object()
+_WORDS = {str: "text", int: "a whole number", float: "a number", bool: "true or false",
+          dict: "an object", list: "a list"}
+
+
+class Record:
+    """A JSON document biofuse wrote and reads back (a run's config.json, metrics.json), with
+    typed access: a field of the wrong shape, or missing, is a ConfigError naming the file, the
+    field and ``fix``, never a KeyError or TypeError later."""
+
+    def __init__(self, doc: object, source: str | Path, fix: str, where: str = ""):
+        self.doc, self.source, self.fix, self.where = doc, str(source), fix, where
+        if not isinstance(doc, dict):
+            self._wrong(where or "the document", doc, "an object")
+
+    @classmethod
+    def read(cls, path: str | Path, fix: str) -> Record:
+        import json
+
+        try:
+            return cls(json.loads(read_text(path, "record", fix)), path, fix)
+        except ValueError as exc:
+            raise ConfigError(f"{path} is not valid JSON ({exc}).", fix) from None
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: object = _MISSING):
+        """Field ``key``, checked to be of ``kind`` (int also accepted as float; None only as
+        the default)."""
+        if key not in self.doc:
+            if default is _MISSING:
+                raise ConfigError(f"{self.source}: the field {self._name(key)} is missing.",
+                                  self.fix)
+            return default
+        value = self.doc[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        ok = any(isinstance(value, k) and not (k in (int, float) and isinstance(value, bool))
+                 for k in kinds) or (float in kinds and isinstance(value, int)
+                                     and not isinstance(value, bool))
+        if not ok and not (value is None and default is None):
+            self._wrong(self._name(key), value, " or ".join(_WORDS.get(k, k.__name__)
+                                                            for k in kinds))
+        return value
+
+    def section(self, key: str) -> Record:
+        return Record(self.get(key, dict), self.source, self.fix, self._name(key))
+
+    def mapping(self, key: str, kind: type | tuple[type, ...]) -> dict:
+        """Field ``key``: an object whose every value is of ``kind``."""
+        sub = self.section(key)
+        return {k: sub.get(k, kind) for k in sub.doc}
+
+    def _name(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
+
+    def _wrong(self, name: str, value: object, expected: str):
+        shown = repr(value) if len(repr(value)) < 60 else repr(value)[:57] + "..."
+        raise ConfigError(f"{self.source}: {name} = {shown} is not {expected}.", self.fix)

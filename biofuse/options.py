@@ -83,35 +83,75 @@ def _resolved_types(obj) -> dict[str, Any]:
 
 
 def check(obj, prefix: str = "") -> None:
-    """Validate every option of ``obj`` against its declared range, type and choices; raise one
-    :class:`ConfigError` naming the flag, the value and what is allowed."""
+    """Validate every option of ``obj`` against its declared type, range and choices; raise one
+    :class:`ConfigError` naming the flag, the value and what is allowed. Types are checked as
+    declared (text, whole numbers, numbers, true/false, lists, tables), so a wrong shape from
+    Python, an experiment file or a saved config is a clear error, never a crash later."""
     hints = _resolved_types(obj)
     for f in option_fields(obj):
         value = getattr(obj, f.name)
-        flag = flag_name(f, prefix)
+        flag = flag_name(f, prefix) if f.metadata.get("cli", True) else f.name
         kind = hints.get(f.name)
         if value is None:
+            if type(None) not in typing.get_args(kind):
+                raise ConfigError(f"{flag} cannot be left empty (None).",
+                                  f"Give {flag} a value{_default_text(f)}.")
             continue
         base = base_type(kind)
-        if base is bool:
-            if not isinstance(value, bool):
-                raise ConfigError(f"{flag} {value!r} is not true or false.", "Use true or false.")
-            continue
-        if base in (int, float):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f"{flag} {value!r} is not a number.",
-                                  f"Give {flag} a number{_range_text(f)}.")
-            if base is int and not float(value).is_integer():
-                raise ConfigError(f"{flag} {value!r} is not a whole number.",
-                                  f"Give {flag} a whole number{_range_text(f)}.")
-            if not math.isfinite(value) or not _in_range(f, value):
-                raise ConfigError(f"{flag} {value!r} is out of range.",
-                                  f"Give {flag} a finite number{_range_text(f)}"
-                                  f"{_default_text(f)}.")
+        _check_value(f, flag, base, kind, value)
         choices = f.metadata.get("choices")
         if choices and value not in choices:
             raise ConfigError(f"{flag} {value!r} is not one of {', '.join(choices)}.",
                               f"Use one of: {', '.join(choices)}.")
+
+
+_KIND_WORDS = {str: "text", bool: "true or false", int: "a whole number", float: "a number",
+               dict: "a table of options"}
+_PLURAL = {str: "names", bool: "true/false values", int: "whole numbers", float: "numbers"}
+
+
+def _check_value(f: Field, flag: str, base, kind, value) -> None:
+    if base is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{flag} {value!r} is not true or false.", "Use true or false.")
+    elif base in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{flag} {value!r} is not a number.",
+                              f"Give {flag} a number{_range_text(f)}.")
+        if base is int and not float(value).is_integer():
+            raise ConfigError(f"{flag} {value!r} is not a whole number.",
+                              f"Give {flag} a whole number{_range_text(f)}.")
+        if not math.isfinite(value) or not _in_range(f, value):
+            raise ConfigError(f"{flag} {value!r} is out of range.",
+                              f"Give {flag} a finite number{_range_text(f)}"
+                              f"{_default_text(f)}.")
+    elif base is tuple:
+        item = next((a for a in typing.get_args(_tuple_hint(kind)) if a is not Ellipsis), str)
+        word = _PLURAL.get(item, item.__name__)
+        if not isinstance(value, (tuple, list)) or not all(_is(v, item) for v in value):
+            example = (f" such as {list(f.default)}" if isinstance(f.default, tuple)
+                       and f.default else "")
+            raise ConfigError(f"{flag} {value!r} is not a list of {word}.",
+                              f"Give {flag} a list of {word}{example}.")
+    elif base in (str, dict) and not isinstance(value, base):
+        raise ConfigError(f"{flag} {value!r} is not {_KIND_WORDS[base]}.",
+                          f"Give {flag} {_KIND_WORDS[base]}{_default_text(f)}.")
+
+
+def _is(value, kind) -> bool:
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind in (int, float):
+        return not isinstance(value, bool) and isinstance(value, (int, float)) and (
+            kind is float or float(value).is_integer())
+    return isinstance(value, kind)
+
+
+def _tuple_hint(kind):
+    """``tuple[X, ...]`` out of ``tuple[X, ...] | None``."""
+    if typing.get_origin(kind) is tuple:
+        return kind
+    return next((a for a in typing.get_args(kind) if typing.get_origin(a) is tuple), kind)
 
 
 def base_type(kind) -> Any:

@@ -284,6 +284,39 @@ def test_a_checkpoint_of_other_options_is_not_resumed(esm_dir, table, tmp_path):
     assert res.metrics["resumed_from_epoch"] == 0 and res.metrics["epochs"] == 2
 
 
+@pytest.mark.parametrize("damage", ["absurd epoch", "foreign weights", "not a dict",
+                                    "no callbacks"])
+def test_a_checkpoint_with_the_wrong_content_starts_over(esm_dir, table, tmp_path, damage):
+    """The right key (same options and data) but content that does not fit: the docs promise
+    "starts over", never a resume "after epoch 1000000000" that reports complete."""
+    import torch
+
+    table = prot_ds(table)
+    options = dict(modality="protein", model=str(esm_dir), epochs=2, lora_rank=4, **FAST)
+
+    def interrupt_after_epoch_1(line: str) -> None:
+        if line.startswith("epoch 1/2:"):
+            raise KeyboardInterrupt
+
+    biofuse.finetune(table, out=tmp_path / "run", echo=interrupt_after_epoch_1, **options)
+    path = tmp_path / "run" / "checkpoint.pt"
+    state = torch.load(path, weights_only=True)
+    if damage == "absurd epoch":
+        state["epoch"] = 1_000_000_000
+    elif damage == "foreign weights":
+        state["model"] = {"head.out.weight": torch.zeros(3, 3)}
+    elif damage == "not a dict":
+        state = [state["key"]]
+    else:
+        state["callbacks"] = []
+    torch.save(state, path)
+    lines = []
+    res = biofuse.finetune(table, out=tmp_path / "run", echo=lines.append, **options)
+    assert any("starting over" in s for s in lines), lines
+    assert res.metrics["resumed_from_epoch"] == 0 and res.metrics["epochs"] == 2
+    assert not res.interrupted and res.metrics["test"]
+
+
 def test_progress_within_an_epoch_says_how_fast_and_how_long():
     from biofuse.pipeline.train.trainer import StepLog, StepProgress
 

@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "biofuse"
 LAYERS = [
     {"errors", "version", "registry"},
     {"files"},
-    {"modality", "options", "locks", "references"},
+    {"modality", "options", "locks", "references", "arguments"},
     {"cache", "heads"},
     {"fusion"},
     {"pipeline.data", "pipeline.encoders"},

@@ -14,13 +14,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 
-from biofuse.errors import ConfigError, DataError
+from biofuse.errors import DataError
+from biofuse.options import check, option
 from biofuse.pipeline.data import dogma, splits
 from biofuse.pipeline.data.columns import ColumnMap, resolve_columns
 from biofuse.pipeline.data.labels import read_labels
@@ -33,33 +35,36 @@ TASKS = ("auto", "regression", "classification")
 
 @dataclass(frozen=True)
 class DataSpec:
-    """Everything that determines how a table becomes a dataset (recorded with every result)."""
+    """Everything that determines how a table becomes a dataset (recorded with every result).
+    Each field is checked for its type and allowed values, so a wrong shape from Python, an
+    experiment file or a saved run is one clear error."""
 
-    path: str
-    sequence_col: str | None = None
-    dna_col: str | None = None
-    protein_col: str | None = None
-    label_cols: tuple[str, ...] = ()
-    split_col: str | None = None
-    group_col: str | None = None
-    id_col: str | None = None
-    task: str = "auto"
-    orf: str = dogma.DEFAULT_ORF_POLICY
-    genetic_code: int = 1
-    split_seed: int = 0
-    dedup: str = "none"
-    sep: str | None = None
-    labels: bool = True  # False: read no label column at all (prediction on new sequences)
+    prefix = ""
+    path: str = option(help="The table: CSV, TSV, Parquet or FASTA (gzip too).", cli=False)
+    sequence_col: str | None = option(None, "Column with the mRNA / CDS (T or U).")
+    dna_col: str | None = option(None, "Column with a DNA sequence given separately.")
+    protein_col: str | None = option(None, "Column with a protein sequence given separately.")
+    label_cols: tuple[str, ...] = option((), "Target columns.", flag="--label-col")
+    split_col: str | None = option(None, "Column with train/val/test.")
+    group_col: str | None = option(None, "Column of groups that must not span splits.")
+    id_col: str | None = option(None, "Column of unique ids.")
+    task: str = option("auto", "regression, classification, or auto.", choices=TASKS)
+    orf: str = option(dogma.DEFAULT_ORF_POLICY, "How a sequence is put on the codon grid.",
+                      choices=dogma.ORF_POLICIES)
+    genetic_code: int = option(1, "NCBI genetic code table id.")
+    split_seed: int = option(0, "Seed of a random or group split.", min=0)
+    dedup: str = option("none", "What to do with identical inputs.",
+                        choices=splits.DEDUP_POLICIES)
+    sep: str | None = option(None, "Field separator of a text table.")
+    labels: bool = option(True, "False: read no label column at all (prediction on new "
+                          "sequences).", cli=False)
 
     def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise ConfigError(f"Unknown task {self.task!r}.", f"Use one of: {', '.join(TASKS)}.")
-        if self.orf not in dogma.ORF_POLICIES:
-            raise ConfigError(f"Unknown ORF policy {self.orf!r}.",
-                              f"Use one of: {', '.join(dogma.ORF_POLICIES)}.")
-        if self.dedup not in splits.DEDUP_POLICIES:
-            raise ConfigError(f"Unknown --dedup policy {self.dedup!r}.",
-                              f"Use one of: {', '.join(splits.DEDUP_POLICIES)}.")
+        if isinstance(self.path, os.PathLike):
+            object.__setattr__(self, "path", os.fspath(self.path))
+        if isinstance(self.label_cols, list):
+            object.__setattr__(self, "label_cols", tuple(self.label_cols))
+        check(self)
         dogma.genetic_code(self.genetic_code)  # raises for an unknown table
 
     def cli_flags(self) -> list[str]:

@@ -194,8 +194,20 @@ def duplicate_summary(inputs: Sequence[tuple], split_of: Sequence[str], ids: Seq
         return summary, []
     return summary, [
         f"{len(cross)} distinct inputs occur in more than one split "
-        f"({summary['rows_involved']} rows): test data leaks into training. "
+        f"({summary['rows_involved']} rows): {_what_leaks(cross.values(), split_of)}. "
         "Pass --dedup leak to drop the later copies, or --dedup first to keep one row each."]
+
+
+def _what_leaks(groups, split_of: Sequence[str]) -> str:
+    """Which split leaks into which, worst first: test into training, test into validation,
+    validation into training (model selection then scores rows the model trained on)."""
+    pairs = {frozenset(split_of[i] for i in idx) for idx in groups}
+    if any({"test", "train"} <= p for p in pairs):
+        return "test data leaks into training"
+    if any({"test", "val"} <= p for p in pairs):
+        return "test data leaks into validation (and so into model selection)"
+    return ("validation data leaks into training, so model selection scores rows the model "
+            "was trained on (the test split is clean)")
 
 
 def split_rows(split: Sequence[str] | np.ndarray, echo=lambda s: None) -> dict[str, np.ndarray]:

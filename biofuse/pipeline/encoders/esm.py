@@ -25,9 +25,11 @@ from biofuse.pipeline.encoders.base import (
 )
 from biofuse.pipeline.encoders.hub import (
     ModelError,
+    config_int,
     load_state_dict,
     local_or_hub,
     read_config,
+    read_vocab,
     resolve_model_dir,
     weights_hash,
 )
@@ -172,16 +174,18 @@ class EsmFamilyEncoder(Encoder):
                              "biofuse implements them itself; drop the flag.")
         self.model_dir, revision = resolve_model_dir(source)
         cfg = read_config(self.model_dir)
-        n_layers = int(cfg.get("num_hidden_layers", 0))
-        if "hidden_size" not in cfg or not n_layers:
+        if "hidden_size" not in cfg or not cfg.get("num_hidden_layers"):
             raise ModelError(f"{self.model_dir}/config.json does not describe an "
                              "ESM-architecture model (no hidden_size / num_hidden_layers).",
                              "Use a registered encoder name, or an ESM-2 / Nucleotide "
                              "Transformer checkpoint.")
-        vocab = (self.model_dir / "vocab.txt").read_text().split()
+        n_layers = config_int(cfg, "num_hidden_layers", self.model_dir)
+        config_int(cfg, "hidden_size", self.model_dir)
+        vocab = read_vocab(self.model_dir)
         kmer = max((len(t) for t in vocab if t.isalpha() and t.isupper()), default=1)
         modality = info.modality if info else request.modality
-        context = int(cfg.get("max_position_embeddings", 1026)) - 2
+        # two positions hold the special tokens; a sequence needs at least two of its own
+        context = config_int(cfg, "max_position_embeddings", self.model_dir, 1026, low=4) - 2
         self.info = info or EncoderInfo(
             name=str(source), modality=modality, family="esm", source=str(source),
             dim=int(cfg["hidden_size"]), n_layers=n_layers, nt_per_token=3 if modality == Modality.PROTEIN

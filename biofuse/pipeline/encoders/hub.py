@@ -14,6 +14,7 @@ from functools import cache
 from pathlib import Path
 
 from biofuse.errors import BiofuseError
+from biofuse.files import read_text
 
 MODEL_FILES = ["config.json", "*.safetensors", "pytorch_model.bin", "vocab.txt",
                "tokenizer_config.json", "special_tokens_map.json"]
@@ -81,11 +82,48 @@ def resolve_model_dir(source: str) -> tuple[Path, str]:
 
 
 def read_config(model_dir: Path) -> dict:
+    """config.json of a model directory: a JSON object, else a ModelError."""
+    path = model_dir / "config.json"
     try:
-        return json.loads((model_dir / "config.json").read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{model_dir / 'config.json'} cannot be read: {exc}.",
-                         "Re-download or re-save the model.") from exc
+        doc = json.loads(read_text(path, "model config"))
+    except (BiofuseError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{path} cannot be read: {exc}.",
+                         "Re-download or re-save the model.") from None
+    if not isinstance(doc, dict):
+        raise ModelError(f"{path} holds a {type(doc).__name__}, not a model configuration "
+                         "(a JSON object).", "Re-download or re-save the model.")
+    return doc
+
+
+def config_int(cfg: dict, key: str, where: Path, default: int | None = None,
+               low: int = 1) -> int:
+    """A whole-number field of a model's config.json (at least ``low``), else a ModelError."""
+    value = cfg.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ModelError(f"{where / 'config.json'}: {key} = {value!r} is not a whole number of at "
+                         f"least {low}.", "Use the config.json saved with the weights "
+                         "(save_pretrained writes both), or a registered encoder name.")
+    return value
+
+
+def read_vocab(model_dir: Path, needed: tuple[str, ...] = ("<cls>", "<pad>")) -> list[str]:
+    """vocab.txt of an ESM-architecture model: one token per line, with the special tokens
+    biofuse adds to every sequence."""
+    path = model_dir / "vocab.txt"
+    if not path.exists():
+        raise ModelError(f"{model_dir} has no vocab.txt, so its tokens are unknown.",
+                         "Copy the vocab.txt that came with the weights into the folder "
+                         "(save_pretrained of the tokenizer writes it).")
+    try:
+        vocab = read_text(path, "vocabulary").split()
+    except BiofuseError as exc:
+        raise ModelError(exc.problem, "Copy the vocab.txt that came with the weights.") from None
+    lacking = [t for t in needed if t not in vocab]
+    if lacking or len(vocab) <= len(needed):
+        raise ModelError(f"{path} lacks " + (f"the tokens {lacking}" if lacking else
+                                               "sequence tokens") + f" ({len(vocab)} tokens).",
+                         "Copy the vocab.txt that came with the weights.")
+    return vocab
 
 
 def weights_file(model_dir: Path) -> Path:
@@ -113,7 +151,7 @@ def load_state_dict(model_dir: Path) -> dict:
         return state
     path = weights_file(model_dir)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickled code, truncation: never retried with weights_only=False
         raise ModelError(
             f"{path} cannot be loaded as plain tensors ({type(exc).__name__}); it may hold "
@@ -121,6 +159,12 @@ def load_state_dict(model_dir: Path) -> dict:
             "Give biofuse the weights as model.safetensors (transformers' save_pretrained "
             "writes it by default), or a pytorch_model.bin holding only a state dict of "
             "tensors.") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
+                                              for v in state.values()):
+        raise ModelError(f"{path} holds a {type(state).__name__}, not a state dict of tensors "
+                         "(name -> tensor).", "Save the model with save_pretrained(), or "
+                         "torch.save(model.state_dict(), ...).")
+    return state
 
 
 @cache

@@ -114,6 +114,10 @@ def load_experiment(path: str | Path, *, out: str | Path | None = None,
     base = path.parent
     p = Problems()
     p.unknown_keys("top level", doc, TOP_KEYS)
+    for key in ("name", "out", "cache"):  # text (a name, a folder); anything else is a problem
+        if key in doc and not isinstance(doc[key], str):
+            p.add(f"top level: {key} = {doc[key]!r} is not text")
+            doc = {k: v for k, v in doc.items() if k != key}
     cache_dir = Path(cache) if cache is not None else (
         base / str(doc["cache"]) if "cache" in doc else None)
     cache_dir = cache_dir.resolve() if cache_dir is not None else None
@@ -182,6 +186,9 @@ def _datasets(value: Any, base: Path, p: Problems) -> dict[str, DatasetEntry]:
         p.unknown_keys(where, table, DATASET_KEYS)
         if "path" not in table:
             p.add(f"{where}: no path")
+            continue
+        if not isinstance(table["path"], str):
+            p.add(f"{where}: path = {table['path']!r} is not text (a file name)")
             continue
         fields = {k: v for k, v in table.items() if k in DATASET_KEYS[:-2]}
         fields["path"] = str(base / str(table["path"]))

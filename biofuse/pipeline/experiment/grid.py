@@ -129,6 +129,9 @@ def checked_names(value: Any, known, where: str, p: Problems) -> list[str]:
     values = value if isinstance(value, list) else [value]
     good = []
     for v in values:
+        if not isinstance(v, str):
+            p.add(f"{where}: {v!r} is not a name (give a name or a list of names)")
+            continue
         if v in known:
             good.append(v)
             continue
@@ -150,8 +153,11 @@ def open_table(kind: str, table: dict, index: int, known: tuple[str, ...],
                p: Problems) -> tuple[str, str, bool]:
     """A ``[[fit]]`` / ``[[finetune]]`` table's name, how problems name it, and whether it can
     be expanded (an empty list is an axis without values: nothing to expand)."""
-    name = str(table.get("name", f"{kind}{index}"))
-    where = f"[[{kind}]] '{name}'" if "name" in table else f"[[{kind}]] #{index}"
+    given = table.get("name")
+    name = given if isinstance(given, str) else f"{kind}{index}"
+    where = f"[[{kind}]] '{name}'" if isinstance(given, str) else f"[[{kind}]] #{index}"
+    if given is not None and not isinstance(given, str):
+        p.add(f"{where}: name = {given!r} is not text")
     p.unknown_keys(where, table, known)
     for key, value in table.items():
         if isinstance(value, list) and not value:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import asdict
 
 from biofuse.errors import ConfigError
@@ -70,16 +71,30 @@ def local_cluster(workers: int, device: str):
                         dashboard_address=":0", silence_logs=40)
 
 
+#: what a scheduler address looks like: [scheme://]host:port
+_ADDRESS = re.compile(r"((tcp|tls|ucx|ws|wss|inproc)://)?[^\s:/]+:\d{1,5}")
+
+
+def check_scheduler(scheduler: str | None) -> None:
+    """A --scheduler that cannot be an address is refused before any work."""
+    if scheduler is not None and not (isinstance(scheduler, str)
+                                      and _ADDRESS.fullmatch(scheduler)):
+        raise ConfigError(f"--scheduler {scheduler!r} is not the address of a Dask scheduler.",
+                          "Give it as tcp://HOST:PORT (`dask scheduler` prints it when it "
+                          "starts), or use --workers N for a local cluster.")
+
+
 def connect(scheduler: str):
     """A client of the Dask scheduler at ``scheduler``, or a clean error naming the address."""
     from distributed import Client
 
+    check_scheduler(scheduler)
     try:
         return Client(scheduler, timeout="5s")
-    except OSError as exc:
+    except (OSError, ValueError, TypeError) as exc:
         raise ConfigError(f"No Dask scheduler answers at {scheduler} ({exc}).",
                           "Check the address (tcp://HOST:PORT) and that `dask scheduler` "
-                          "runs there, or use --workers N for a local cluster.") from exc
+                          "runs there, or use --workers N for a local cluster.") from None
 
 
 def compute_distributed(plan, request: EncoderRequest, cache_root, batch_tokens: int, *,

@@ -17,6 +17,7 @@ from biofuse.pipeline.encoders import (
     default_device,
     default_dtype,
 )
+from biofuse.pipeline.extract.distributed import check_scheduler
 
 DEFAULT_BATCH_TOKENS = 1024  # the CPU default; see encoders.default_batch_tokens
 #: commit finished embeddings at least this often, so an interrupted run keeps its work
@@ -62,6 +63,7 @@ class ExtractOptions:
         if self.device is not None:
             check_device(self.device)
         check_workers(self.workers, self.device or default_device())
+        check_scheduler(self.scheduler)
 
     def request(self, modality: Modality) -> EncoderRequest:
         """The encoder request for ``modality``, with device, dtype defaults resolved."""

@@ -233,13 +233,16 @@ def _resume(run: RunDir, trainer: Trainer, key: str, echo) -> int:
         except Exception as exc:  # truncated or damaged: start over, say so
             echo(f"the checkpoint {path} cannot be read ({type(exc).__name__}); starting over")
             state = None
-        if state is not None and state.get("key") == key:
-            trainer.load_state(state)
-            run.trim_log(trainer.epoch)
-            echo(f"resuming from the checkpoint after epoch {trainer.epoch} ({path})")
-            return trainer.epoch
-        if state is not None:
+        if isinstance(state, dict) and state.get("key") != key:
             echo(f"{path} belongs to a finetune with other options or data; starting over")
+        elif state is not None:
+            problem = trainer.state_problem(state)
+            if problem is None:
+                trainer.load_state(state)
+                run.trim_log(trainer.epoch)
+                echo(f"resuming from the checkpoint after epoch {trainer.epoch} ({path})")
+                return trainer.epoch
+            echo(f"the checkpoint {path} cannot be resumed ({problem}); starting over")
     run.prepare()
     path.unlink(missing_ok=True)
     return 0

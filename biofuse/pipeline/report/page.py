@@ -20,6 +20,7 @@ why; the rest of the report is still written.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,14 @@ import numpy as np
 import polars as pl
 
 from biofuse.errors import BiofuseError, ConfigError
-from biofuse.files import disk_errors, safe_name, write_bytes_atomic
+from biofuse.files import (
+    Record,
+    disk_error,
+    disk_errors,
+    read_bytes,
+    safe_name,
+    write_bytes_atomic,
+)
 from biofuse.pipeline.report import plots
 from biofuse.pipeline.report.results import (
     failed_section,
@@ -35,6 +43,7 @@ from biofuse.pipeline.report.results import (
     mil_weights,
     pm,
     read_run,
+    read_runs_table,
     runs_frame,
     summarise,
 )
@@ -54,7 +63,7 @@ def collect_runs(inputs: list[str | Path]) -> pl.DataFrame:
     frames, rows = [], []
     for item in map(Path, inputs):
         if (item / "runs.parquet").is_file():
-            frames.append(pl.read_parquet(item / "runs.parquet"))
+            frames.append(read_runs_table(item))
         elif (item / "config.json").is_file():
             rows.append(read_run(item))
         elif item.is_dir() and any(item.rglob("config.json")):
@@ -69,8 +78,12 @@ def collect_runs(inputs: list[str | Path]) -> pl.DataFrame:
     runs = pl.concat(frames, how="diagonal_relaxed").unique("run_dir", keep="first",
                                                             maintain_order=True)
     if not runs.filter(pl.col("status") == "complete").height:
-        raise ConfigError("None of the runs given has finished, so there is nothing to report.",
-                          "Finish them with `biofuse run` (or `biofuse fit`) first.")
+        damaged = runs.filter(pl.col("status") == "damaged")
+        why = (f" ({damaged.height} of them have records that cannot be read, e.g. "
+               f"{damaged['run_dir'][0]}: {damaged['error'][0]})" if damaged.height else "")
+        raise ConfigError(f"None of the runs given has finished, so there is nothing to "
+                          f"report{why}.", "Finish them with `biofuse run` (or `biofuse fit`) "
+                          "first; a damaged run is trained again by `biofuse run`.")
     return runs
 
 
@@ -98,7 +111,7 @@ def _write_report(runs: pl.DataFrame, refs: pl.DataFrame, out: Path, cache, exam
         echo(f"report: {dataset}")
         md += _dataset_section(dataset, table.filter(pl.col("dataset") == dataset), runs, refs,
                                out, cache, examples)
-    md += _mil_section(runs, table, out)
+    md += view("MIL-weights", lambda: _mil_section(runs, table, out))
     used = sorted(set(refs["source"].to_list()) & set(SOURCES))
     if used:
         md += ["## Sources of the published numbers", ""]
@@ -199,16 +212,41 @@ def _chosen_runs(runs: pl.DataFrame, config_id: str) -> pl.DataFrame:
                        ).sort("seed")
 
 
+def view(what: str, draw: Callable[[], list[str]]) -> list[str]:
+    """One view of the page; a view that cannot be drawn (a run's file damaged, edited or gone)
+    becomes a sentence saying why, and the rest of the report is written. A full disk is not a
+    view's problem: it stops the report (exit 2)."""
+    try:
+        return draw()
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:
+        if disk_error(exc, ".") is not None:
+            raise
+        reason = (exc.problem if isinstance(exc, BiofuseError)
+                  else f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        return [f"(No {what} view: {reason})", ""]
+
+
 def _chosen_views(dataset: str, chosen: dict[str, Any], runs: pl.DataFrame, out: Path, cache,
                   examples: int) -> list[str]:
     label = f"{chosen['fusion']} ({chosen['modalities']})"
     md = [f"### {dataset}: the chosen configuration, {label}", ""]
     mine = _chosen_runs(runs, chosen["config_id"])
+    md += view("learning-curve", lambda: _curves(dataset, label, chosen, mine, out))
+    first = Path(mine["run_dir"][0])
+    md += view("predicted-vs-observed", lambda: _scatter(dataset, label, first, out))
+    md += view("attribution", lambda: _attribution(dataset, label, first, out, cache, examples))
+    return md
+
+
+def _curves(dataset: str, label: str, chosen: dict[str, Any], mine: pl.DataFrame,
+            out: Path) -> list[str]:
     logs = []
     for r in mine.iter_rows(named=True):
         log_path = Path(r["run_dir"]) / "train_log.csv"
         if log_path.is_file():
-            log = pl.read_csv(log_path)
+            log = pl.read_csv(read_bytes(log_path, "training log"))
             tag = [c for c in log.columns if c not in LOG_COLUMNS]
             if tag:
                 for value in log[tag[0]].unique(maintain_order=True).to_list():
@@ -216,22 +254,20 @@ def _chosen_views(dataset: str, chosen: dict[str, Any], runs: pl.DataFrame, out:
                                  log.filter(pl.col(tag[0]) == value)))
             else:
                 logs.append((f"seed {r['seed']}", log))
-    if logs:
-        png = plots.learning_curves(logs, chosen["metric"] or "score", f"{dataset}: {label}",
-                                    figure(out, dataset, "curves"))
-        md += [f"![learning curves]({png.name})", ""]
-    first = Path(mine["run_dir"][0])
-    md += _scatter(dataset, label, first, out)
-    md += _attribution(dataset, label, first, out, cache, examples)
-    return md
+    if not logs:
+        return []
+    png = plots.learning_curves(logs, chosen["metric"] or "score", f"{dataset}: {label}",
+                                figure(out, dataset, "curves"))
+    return [f"![learning curves]({png.name})", ""]
 
 
 def _scatter(dataset: str, label: str, run_dir: Path, out: Path) -> list[str]:
     preds_path, metrics_path = run_dir / "predictions.parquet", run_dir / "metrics.json"
     if not preds_path.is_file() or not metrics_path.is_file():
         return []
-    preds = pl.read_parquet(preds_path).filter(pl.col("split") == "test")
-    metrics = json.loads(metrics_path.read_text())
+    preds = pl.read_parquet(read_bytes(preds_path, "predictions")).filter(
+        pl.col("split") == "test")
+    metrics = Record.read(metrics_path, "").doc
     targets = [c.removeprefix("pred_") for c in preds.columns if c.startswith("pred_")]
     if not preds.height or not targets or metrics.get("task") == "classification":
         return []

@@ -16,12 +16,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from biofuse.files import write_atomic, write_bytes_atomic
+from biofuse.errors import BiofuseError
+from biofuse.files import read_bytes, read_text, write_atomic, write_bytes_atomic
 from biofuse.pipeline.train.rundir import canonical_config
 
 #: fit options that are columns of their own (or not part of a configuration)
@@ -30,18 +32,31 @@ _OWN_COLUMNS = ("fusion", "head", "modalities", "encoders", "seed", "threads", "
 
 
 def read_run(run_dir: Path) -> dict[str, Any]:
-    """One fit's row, from its run directory (config.json, metrics.json, error.txt)."""
+    """One fit's row, from its run directory (config.json, metrics.json, error.txt). A record
+    that cannot be read, or was edited into another shape, gives a row with status "damaged"
+    and the reason, so one bad run does not stop a report of the others."""
     run_dir = Path(run_dir)
     row: dict[str, Any] = {"run_dir": str(run_dir), "status": "missing", "error": None}
     try:
-        config = canonical_config(json.loads((run_dir / "config.json").read_text()))
-    except (OSError, ValueError):
+        return _read_run(run_dir, row)
+    except (BiofuseError, ValueError, TypeError, AttributeError, KeyError) as exc:
+        reason = exc.problem if isinstance(exc, BiofuseError) else f"{type(exc).__name__}: {exc}"
+        return {**row, "status": "damaged", "error": f"its records cannot be read ({reason})"}
+
+
+def _read_run(run_dir: Path, row: dict[str, Any]) -> dict[str, Any]:
+    try:
+        config = canonical_config(json.loads(read_text(run_dir / "config.json", "run record")))
+    except (BiofuseError, ValueError):
         config = None
     error = run_dir / "error.txt"
     if error.is_file():
-        row["status"], row["error"] = "failed", error.read_text().split("\n\n")[0].strip()
+        row["status"] = "failed"
+        row["error"] = read_text(error, "error record").split("\n\n")[0].strip()
     if config is None:
         return row
+    if not isinstance(config, dict):
+        raise TypeError("config.json is not a JSON object")
     row.update(dataset=Path(config.get("data", {}).get("path", "?")).stem,
                dataset_hash=config.get("dataset_hash"), config_id=_config_id(config))
     if config.get("kind") == "finetune":
@@ -61,9 +76,13 @@ def read_run(run_dir: Path) -> dict[str, Any]:
     if row["status"] != "failed":
         row["status"] = config.get("status", "running")
     try:
-        metrics = json.loads((run_dir / "metrics.json").read_text())
-    except (OSError, ValueError):
+        metrics = json.loads(read_text(run_dir / "metrics.json", "metrics record"))
+    except (BiofuseError, ValueError) as exc:
+        if row["status"] == "complete":  # finished, but its scores are gone or damaged
+            raise ValueError(f"metrics.json: {exc}") from None
         return row
+    if not isinstance(metrics, dict):
+        raise TypeError("metrics.json is not a JSON object")
     if row["status"] != "complete":
         return row
     key = "accuracy" if metrics.get("task") == "classification" else "spearman"
@@ -122,6 +141,34 @@ _SCHEMA = {"dataset": pl.String, "group": pl.String, "config_id": pl.String,
            "split_from": pl.String}
 
 
+def read_runs_table(folder: Path) -> pl.DataFrame:
+    """An experiment folder's runs.parquet, in the table's own types; when it is unreadable or
+    not a runs table (damaged, edited), the run directories under ``runs/`` instead, with a
+    warning: they are what the table summarises."""
+    path = folder / "runs.parquet"
+    try:
+        frame = pl.read_parquet(read_bytes(path, "runs table"))
+        missing = [c for c in ("run_dir", "status", "dataset", "config_id") if c not in frame.columns]
+        if missing:
+            raise ValueError(f"no column {', '.join(missing)}")
+        frame = frame.with_columns(*(pl.col(c).cast(dtype, strict=False)
+                                     for c, dtype in _SCHEMA.items() if c in frame.columns))
+        if frame.select(pl.col("run_dir", "dataset", "config_id").is_null().any()).row(0) != (
+                False, False, False):
+            raise ValueError("rows without a run directory, dataset or configuration")
+        return frame
+    except (BiofuseError, pl.exceptions.PolarsError, OSError, ValueError) as exc:
+        reason = exc.problem if isinstance(exc, BiofuseError) else f"{type(exc).__name__}: {exc}"
+        warnings.warn(f"{path} cannot be used ({reason}); reading the run directories under "
+                      f"{folder / 'runs'} instead (experiment-level columns such as the table "
+                      "names are then missing).", stacklevel=2)
+        configs = sorted((folder / "runs").rglob("config.json")) if (folder / "runs").is_dir() \
+            else []
+        # runs/<dataset>/<run>: the folder names the dataset as the experiment did
+        return runs_frame([{**read_run(c.parent), "dataset": c.parent.parent.name}
+                           for c in configs])
+
+
 def runs_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
     rows = [{**r, "reference": r.get("reference") or r.get("dataset")} for r in rows]
     frame = pl.DataFrame([{k: r.get(k) for k in _SCHEMA} for r in rows], schema=_SCHEMA)
@@ -174,6 +221,7 @@ def _value(v: Any) -> str:
 def summarise(runs: pl.DataFrame) -> pl.DataFrame:
     """One row per (dataset, configuration): mean ± std over its seeds of the completed fits;
     ``chosen`` is the best mean validation score of the dataset among fully completed ones."""
+    runs = runs.filter(pl.col("dataset").is_not_null())  # a damaged record names none
     if runs.is_empty():
         return pl.DataFrame()
     done = pl.col("status") == "complete"
@@ -272,8 +320,8 @@ def mil_weights(run_dir: str | Path) -> dict[str, float]:
     path = Path(run_dir) / "attention.parquet"
     if not path.is_file():
         return {}
-    frame = pl.read_parquet(path)
-    return {c.removeprefix("weight_"): float(frame[c].mean())
+    frame = pl.read_parquet(read_bytes(path, "MIL weights"))
+    return {c.removeprefix("weight_"): float(frame[c].cast(pl.Float64, strict=False).mean())
             for c in frame.columns if c.startswith("weight_")}
 
 
@@ -314,9 +362,12 @@ def fusion_vs_single(rows: pl.DataFrame) -> str | None:
 
 
 def failed_section(runs: pl.DataFrame) -> list[str]:
-    """Markdown lines listing the failed fits with their errors (none when nothing failed)."""
-    failed = runs.filter(pl.col("status") == "failed")
+    """Markdown lines listing the failed fits, and runs whose records cannot be read, with
+    their errors (none when there are none)."""
+    failed = runs.filter(pl.col("status").is_in(["failed", "damaged"]))
     if not failed.height:
         return []
-    return ["## Failed fits", ""] + [f"- {r['dataset']} `{Path(r['run_dir']).name}`: "
-                                     f"{r['error']}" for r in failed.iter_rows(named=True)] + [""]
+    return ["## Failed fits", ""] + [
+        f"- {r['dataset'] or '?'} `{Path(r['run_dir']).name}`"
+        + (" (damaged)" if r["status"] == "damaged" else "") + f": {r['error']}"
+        for r in failed.iter_rows(named=True)] + [""]

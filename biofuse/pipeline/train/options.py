@@ -94,6 +94,8 @@ class FitOptions(TrainOptions):
         "fusions' post-norm blocks can collapse at 1e-3, docs/fit.md).")
 
     def __post_init__(self) -> None:
+        if isinstance(self.modalities, str):  # "dna,rna" from Python, as on the command line
+            object.__setattr__(self, "modalities", tuple(self.modalities.split(",")))
         super().__post_init__()
         default = (Modality.PROTEIN,) if self.fusion == "none" else ALL
         mods = parse_modalities(self.modalities) if self.modalities is not None else default

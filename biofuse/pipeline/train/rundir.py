@@ -37,7 +37,7 @@ import torch
 
 from biofuse.cache import default_cache_dir
 from biofuse.errors import BiofuseError, ConfigError
-from biofuse.files import read_text, regular_file, write_atomic, write_bytes_atomic
+from biofuse.files import Record, read_text, regular_file, write_atomic, write_bytes_atomic
 from biofuse.fusion.model import FusionModel, ModelConfig
 from biofuse.options import canonical_names
 from biofuse.pipeline.train.options import FitOptions
@@ -170,17 +170,17 @@ class RunDir:
         return out
 
     def read_config(self) -> dict[str, Any]:
-        """config.json of a finished (or interrupted) run."""
+        """config.json of a finished (or interrupted) run, checked field by field: a damaged or
+        hand-edited record is a ConfigError naming the file and the field."""
         config_path, model_path = self.path / CONFIG, self.path / MODEL
         if not config_path.is_file() or not model_path.is_file():
             raise ConfigError(f"{self.path} is not a biofuse run directory (no {CONFIG}/{MODEL}).",
                               "Pass the --out directory of a finished `biofuse fit` or "
                               "`biofuse finetune`.")
-        try:
-            return canonical_config(json.loads(config_path.read_text()))
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{config_path} is damaged ({exc}).",
-                              "Train the model again.") from None
+        record = Record.read(config_path, REWRITTEN)
+        record = Record(canonical_config(record.doc), config_path, REWRITTEN)
+        _check_run_record(record)
+        return record.doc
 
     def load_weights(self) -> dict[str, torch.Tensor]:
         """model.pt as plain tensors (never unpickling code)."""
@@ -196,14 +196,17 @@ class RunDir:
         """The saved run of `fit`: its config, targets and model (weights loaded safely)."""
         config_path, model_path = self.path / CONFIG, self.path / MODEL
         config = self.read_config()
+        if config.get("kind", "fit") != "fit":
+            raise ConfigError(f"{self.path} is a {config['kind']} run, not a fit run.",
+                              "Use `biofuse predict`, which reads either kind.")
         try:
             model_cfg = ModelConfig.from_dict(config["model"])
-            targets = Targets(**config["targets"])
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise ConfigError(f"{config_path} is damaged or from an incompatible biofuse "
-                              f"({type(exc).__name__}: {exc}).",
-                              "Train the model again with `biofuse fit`.") from None
-        model = FusionModel(model_cfg)
+            model = FusionModel(model_cfg)
+        except ConfigError as exc:
+            raise ConfigError(f"{config_path}: model: {exc.problem}", REWRITTEN) from None
+        except Exception as exc:  # a config that passes the checks but builds no model
+            raise ConfigError(f"{config_path}: model cannot be built from it "
+                              f"({type(exc).__name__}: {exc}).", REWRITTEN) from None
         try:
             model.load_state_dict(torch.load(model_path, weights_only=True))
         except Exception as exc:  # pickles, truncation, shape mismatch
@@ -211,7 +214,70 @@ class RunDir:
                               f"({type(exc).__name__}).",
                               "biofuse loads only plain tensor state dicts written by `biofuse "
                               "fit`; train the model again.") from None
-        return SavedRun(self.path, config, model_cfg, targets, model)
+        return SavedRun(self.path, config, model_cfg, Targets(**config["targets"]), model)
+
+
+#: what to do about a run record that cannot be used as it is
+REWRITTEN = ("It was damaged or edited by hand (or written by an incompatible biofuse): train "
+             "the model again with `biofuse fit` (or `finetune`), or restore the file.")
+
+
+def _check_run_record(r: Record) -> None:
+    """The fields of a run's config.json that predict and report rely on, typed."""
+    from biofuse.fusion import FUSIONS
+    from biofuse.heads import HEADS
+    from biofuse.options import from_dict
+    from biofuse.pipeline.data import DataSpec
+
+    kind = r.get("kind", str, "fit")
+    if kind not in ("fit", "finetune"):
+        raise ConfigError(f"{r.source}: kind = {kind!r} is neither fit nor finetune.", r.fix)
+    known = {f for f in DataSpec.__dataclass_fields__}
+    try:
+        from_dict(DataSpec, {k: v for k, v in r.section("data").doc.items() if k in known})
+    except ConfigError as exc:
+        raise ConfigError(f"{r.source}: data: {exc.problem}", r.fix) from None
+    targets = r.section("targets")
+    task = targets.get("task", str)
+    if task not in ("regression", "classification"):
+        raise ConfigError(f"{r.source}: targets.task = {task!r} is neither regression nor "
+                          "classification.", r.fix)
+    names = targets.get("names", list)
+    classes = targets.get("classes", list, None)
+    for key in ("mean", "std"):
+        values = targets.get(key, list, None)
+        if values is not None and (len(values) != len(names) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)):
+            raise ConfigError(f"{r.source}: targets.{key} is not one number per target.", r.fix)
+    targets.get("log1p", bool, False)
+    if not all(isinstance(n, str) for n in names) or not names or (
+            task == "classification" and not (classes and all(isinstance(c, str)
+                                                              for c in classes))):
+        raise ConfigError(f"{r.source}: targets.names / classes are not lists of names.", r.fix)
+    if kind == "finetune":
+        r.section("finetune")
+        head = r.section("head")
+        if head.get("name", str) not in HEADS:
+            raise ConfigError(f"{r.source}: head.name is not a registered head.", r.fix)
+        head.get("in_dim", int), head.get("n_outputs", int), head.get("options", dict)
+        r.section("resolved").get("dtype", str)
+        return
+    fit = r.section("fit")
+    fit.get("batch_size", int), fit.get("dtype", str)
+    for modality, entry in r.mapping("encoders", dict).items():
+        Record(entry, r.source, r.fix, f"encoders.{modality}").get("store", str)
+    model = r.section("model")
+    if model.get("fusion", str) not in FUSIONS or model.get("head", str) not in HEADS:
+        raise ConfigError(f"{r.source}: model.fusion / model.head is not a registered method.",
+                          r.fix)
+    modalities = model.get("modalities", list)
+    dims, nt = model.mapping("dims", int), model.mapping("nt_per_token", int)
+    if not modalities or any(m not in dims or m not in nt for m in modalities):
+        raise ConfigError(f"{r.source}: model.modalities do not match model.dims / "
+                          "nt_per_token.", r.fix)
+    model.get("n_outputs", int), model.get("fusion_options", dict, {})
+    model.get("head_options", dict, {})
+    r.get("cache", str, None)
 
 
 @dataclass

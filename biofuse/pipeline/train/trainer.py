@@ -179,6 +179,34 @@ class Trainer:
                 "callbacks": [cb.state_dict() for cb in self.callbacks],
                 "scores": list(self.scores), "torch_rng": torch.get_rng_state()}
 
+    def state_problem(self, state: Any) -> str | None:
+        """Why ``state`` (read back from a checkpoint file) cannot be continued by this trainer,
+        or None: it must have the shape ``state()`` gives, an epoch this run can reach, and
+        tensors that fit this model and optimizer."""
+        if not isinstance(state, dict):
+            return f"it holds a {type(state).__name__}, not a training state"
+        epoch = state.get("epoch")
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or not \
+                1 <= epoch <= self.max_epochs:
+            return f"its epoch {epoch!r} is not one of 1..{self.max_epochs}"
+        mine = trainable_state(self.model)
+        model = state.get("model")
+        if not isinstance(model, dict) or set(model) != set(mine) or any(
+                not isinstance(v, torch.Tensor) or v.shape != mine[k].shape
+                for k, v in model.items()):
+            return "its weights do not fit this model"
+        optimizer = state.get("optimizer")
+        groups = optimizer.get("param_groups") if isinstance(optimizer, dict) else None
+        if not isinstance(groups, list) or len(groups) != len(self.optimizer.param_groups):
+            return "its optimizer state does not fit this optimizer"
+        callbacks = state.get("callbacks")
+        if not isinstance(callbacks, list) or len(callbacks) != len(self.callbacks) or \
+                not all(isinstance(c, dict) for c in callbacks):
+            return "its callbacks' state does not fit this trainer"
+        if not isinstance(state.get("torch_rng"), torch.Tensor):
+            return "it holds no random state"
+        return None
+
     def load_state(self, state: dict[str, Any]) -> None:
         """Continue from ``state()`` of a trainer built the same way: the next ``run`` starts at
         the epoch after the saved one."""
