@@ -30,6 +30,7 @@ def run(args):
     return CliRunner().invoke(main, args)
 
 
+@pytest.mark.slow
 def test_docs_api_notebook_session_runs(tmp_path, monkeypatch):
     text = (REPO / "docs" / "api.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, re.S)

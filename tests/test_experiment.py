@@ -195,6 +195,7 @@ def test_fits_run_on_a_two_worker_dask_cluster(tmp_path, monkeypatch):
     assert sum(line.startswith("fit a ") for line in lines) == 6
 
 
+@pytest.mark.slow
 def test_unreachable_scheduler_is_a_clean_error(tmp_path):
     path = write_toml(tmp_path, seeds=(0,))
     r = CliRunner().invoke(main, ["run", str(path), "--scheduler", "tcp://127.0.0.1:9"])

@@ -296,6 +296,7 @@ def test_existing_dask_cluster_on_localhost_equals_in_process(esm2_dir, tmp_path
                 p.kill()
 
 
+@pytest.mark.slow
 def test_unreachable_scheduler_is_a_clear_error(tmp_path):
     pytest.importorskip("distributed")
     with pytest.raises(BiofuseError, match="No Dask scheduler answers"):

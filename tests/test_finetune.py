@@ -199,6 +199,7 @@ def test_predict_on_a_finetune_run_reproduces_its_predictions(lora_run, table, t
                                rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_the_best_model_and_the_same_command_resumes(esm_dir, table, tmp_path):
     def interrupt_after_epoch_2(line: str) -> None:
         if line.startswith("epoch 2/4:"):
@@ -284,6 +285,7 @@ def test_a_checkpoint_of_other_options_is_not_resumed(esm_dir, table, tmp_path):
     assert res.metrics["resumed_from_epoch"] == 0 and res.metrics["epochs"] == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["absurd epoch", "foreign weights", "not a dict",
                                     "no callbacks"])
 def test_a_checkpoint_with_the_wrong_content_starts_over(esm_dir, table, tmp_path, damage):
@@ -341,6 +343,7 @@ def _finetune_toml(tmp_path, esm_dir, table, finetune_lines):
     return path
 
 
+@pytest.mark.slow
 def test_an_experiment_grid_runs_probing_lora_and_full_and_reports_them(esm_dir, table,
                                                                        tmp_path):
     from biofuse.pipeline.experiment import load_experiment

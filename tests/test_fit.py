@@ -75,6 +75,7 @@ def test_mil_learns_the_planted_signal_and_attends_to_its_modality(tmp_path):
     assert max(means, key=means.get) == "protein", means
 
 
+@pytest.mark.slow
 def test_run_directory_is_complete_and_reproducible(tmp_path):
     table, ids = planted(tmp_path, n=120)
     args = ["--fusion", "concat", "--head", "textcnn", "--seed", "3", "--channels", "8",
@@ -131,6 +132,7 @@ def test_predict_scores_new_rows(tmp_path):
                                rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_probing_one_modality_and_classification(tmp_path):
     table, ids = planted(tmp_path, n=240)
     df = pl.read_csv(table)
