@@ -64,8 +64,8 @@ def main() -> None:
     args = ap.parse_args()
     import biofuse
     from biofuse.pipeline.encoders import cores
-    from biofuse.pipeline.experiment import load_experiment
-    from biofuse.pipeline.experiment.runner import extract_stage, make_plan
+    from biofuse.pipeline.experiment import load_experiment, make_plan
+    from biofuse.pipeline.experiment.runner import extract_stage
 
     work = Path(tempfile.mkdtemp(prefix="biofuse-grid-bench-"))
     path = work / "grid.toml"

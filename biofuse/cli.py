@@ -228,7 +228,7 @@ def _fit_options():
     def decorate(func):
         func = method_options(HEADS, "head")(func)
         func = method_options(FUSIONS, "fusion")(func)
-        return dataclass_options(FitOptions, required=("fusion",))(func)
+        return dataclass_options(FitOptions)(func)
 
     return decorate
 
@@ -266,6 +266,10 @@ def fit(spec, encoders: tuple[str, ...], cache_dir: str | None, out: str, as_jso
     from biofuse.pipeline.train import FitOptions
 
     options = parsed_values(FitOptions, kwargs)
+    if options["fusion"] is None and HEADS[options["head"]].kind != "probe":
+        raise click.UsageError(f"Missing option '--fusion'. Choose from: "
+                               f"{', '.join(sorted(FUSIONS))} (a scikit-learn head, "
+                               "--head ridge / logistic / gbm, needs none)")
     options["fusion_options"] = parsed_method_values(FUSIONS, "fusion", options["fusion"], kwargs)
     options["head_options"] = parsed_method_values(HEADS, "head", options["head"], kwargs)
     assert not kwargs, f"unparsed options {sorted(kwargs)}"

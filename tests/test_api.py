@@ -52,6 +52,8 @@ def _non_default(f):
         return [flag, "0.05"]
     if kind is tuple:
         return [flag, "2,3"]
+    if f.metadata.get("choices"):
+        return [flag, next(c for c in f.metadata["choices"] if c != f.default)]
     raise AssertionError(f"no test value for {f.name}")
 
 
@@ -77,13 +79,15 @@ def test_every_method_option_is_reachable_from_the_cli(tmp_path, kind, name, f):
     other = ["--head", name] if kind == "head" else ["--fusion", name]
     base = ["--fusion", "concat"] if kind == "head" else []
     mods = ["--modalities", "protein"] if name == "none" else []
+    task = ["--task", "classification"] if name == "logistic" else []  # a classifier's options
     res = run(fit_args(table, ids if name != "none" else {"protein": ids["protein"]},
-                       tmp_path / "run", "--epochs", "1", *base, *other, *mods, *arg))
+                       tmp_path / "run", "--epochs", "1", *base, *other, *mods, *task, *arg))
     assert res.exit_code == 0, res.output
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     recorded = config["model"][f"{kind}_options"][f.name]
     expected = True if f.default is False else (
-        [2, 3] if isinstance(f.default, tuple) else type(f.default or 1)(arg[1]))
+        [2, 3] if isinstance(f.default, tuple) else arg[1] if isinstance(f.default, str)
+        else type(f.default or 1)(arg[1]))
     assert recorded == expected
 
 

@@ -11,8 +11,7 @@ from click.testing import CliRunner
 import biofuse
 from biofuse.cli import main
 from biofuse.examples import make_cds_example
-from biofuse.pipeline.experiment import ExperimentError, load_experiment
-from biofuse.pipeline.experiment.runner import make_plan, run_experiment
+from biofuse.pipeline.experiment import ExperimentError, load_experiment, make_plan, run_experiment
 
 
 def table(path, n=60, seed=0, codons=10):

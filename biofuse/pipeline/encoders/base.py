@@ -78,6 +78,9 @@ class Encoder:
     request: EncoderRequest
     #: settings of the tokenizer that change outputs (recorded in the fingerprint)
     tokenizer_settings: dict
+    #: True: ``forward`` gives one [1, dim] vector per sequence (composition baselines), not one
+    #: per token; the cache then holds one row per sequence
+    per_sequence: bool = False
 
     def prepare(self, sequence: str) -> str:
         """The exact string this encoder sees for a dataset sequence of its modality."""

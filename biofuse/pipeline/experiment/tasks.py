@@ -97,6 +97,9 @@ class GridKind:
     #: kind-specific expansion of one resolved combination into tasks (or problems)
     tasks: Callable[..., list[Task]]
     extra_keys: tuple[str, ...] = ()  # keys other than options, methods and their tables
+    #: (method field, the table) -> the method(s) when the table names none; None: let the
+    #: options resolve it for each combination
+    default: Callable[[str, dict], Any] = lambda field, table: None
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -129,10 +132,15 @@ def expand(kind: GridKind, table: dict, index: int, datasets: dict, seeds: list[
     except BiofuseError as exc:
         p.add(f"{where}: {exc}")
         return []
-    chosen = {f: checked_names(table.get(f, getattr(kind.options, f)), registry,
-                               f"{where} {f}", p) for f, registry in kind.methods.items()}
+    # a method left out takes the kind's default; None: resolved per combination (a probe
+    # head's fusion follows its modalities: none or concat)
+    chosen = {}
+    for f, registry in kind.methods.items():
+        value = table[f] if f in table else kind.default(f, table)
+        chosen[f] = [None] if value is None else checked_names(value, registry,
+                                                                f"{where} {f}", p)
     every = {n: registry[n] for registry in kind.methods.values() for n in registry}
-    in_use = [n for names in chosen.values() for n in names]
+    in_use = [n for names in chosen.values() for n in names if n is not None]
     for method, cls in every.items():
         if method not in table:
             continue
@@ -161,7 +169,8 @@ def expand(kind: GridKind, table: dict, index: int, datasets: dict, seeds: list[
     tasks = []
     for combo in itertools.product(*chosen.values()):
         picked = dict(zip(kind.methods, combo))
-        method_grids = [grid(tables[m], tuple_fields(every[m].Options)) for m in combo]
+        method_grids = [grid(tables[m], tuple_fields(every[m].Options)) if m else [{}]
+                        for m in combo]
         for opts, *method_opts in itertools.product(grid(values, fields), *method_grids):
             options = {**opts, **picked,
                        **{f"{f}_options": mo for f, mo in zip(kind.methods, method_opts)}}
@@ -175,7 +184,7 @@ def _count(values: dict, fields: dict, chosen: dict, tables: dict, every: dict) 
         return math.prod(len(axis(k, v, table_fields[k])) for k, v in table.items()
                          if k in table_fields)
 
-    methods = sum(math.prod(size(tables[m], tuple_fields(every[m].Options)) for m in combo)
+    methods = sum(math.prod(size(tables[m], tuple_fields(every[m].Options)) for m in combo if m)
                   for combo in itertools.product(*chosen.values()))
     return size(values, fields) * methods
 
@@ -184,9 +193,13 @@ def _count(values: dict, fields: dict, chosen: dict, tables: dict, every: dict) 
 
 def _fit_tasks(options: dict, name: str, where: str, datasets: list[str], base: Path,
                p: Problems, encoders: dict[Modality, list[str]]) -> list[Task]:
-    for unused in unused_search_fields(options["fusion"]):  # so an axis of them does not
-        options.pop(unused, None)  # repeat the fits of fusions that ignore them
     try:
+        if options.get("fusion") is None:  # follows the head; the task records what it is
+            given = {m: e[0] for m, e in encoders.items()} if "modalities" not in options \
+                else {}
+            options["fusion"] = from_dict(FitOptions, {**options, "encoders": given}).fusion
+        for unused in unused_search_fields(options["fusion"]):  # so an axis of them does not
+            options.pop(unused, None)  # repeat the fits of fusions that ignore them
         resolved = from_dict(FitOptions, options)
     except BiofuseError as exc:
         p.add(f"{where}: {exc}")
@@ -224,8 +237,20 @@ def _finetune_tasks(options: dict, name: str, where: str, datasets: list[str], b
     return [Task("finetune", ds, name, jsonable(options)) for ds in datasets]
 
 
+def _fit_default(field: str, table: dict):
+    """A [[fit]] without a fusion trains MIL, but one whose heads are all scikit-learn probes
+    pools and concatenates (its fusion is resolved per combination); without a head, TextCNN."""
+    if field == "head":
+        return FitOptions.head
+    heads = table.get("head", FitOptions.head)
+    heads = heads if isinstance(heads, list) else [heads]
+    probes = all(isinstance(h, str) and h in HEADS and HEADS[h].kind == "probe" for h in heads)
+    return None if probes else "mil"
+
+
 KINDS: dict[str, GridKind] = {
     "fit": GridKind("fit", FitOptions, {"fusion": FUSIONS, "head": HEADS}, _fit_tasks,
-                    extra_keys=("encoders",)),
-    "finetune": GridKind("finetune", FinetuneOptions, {"head": HEADS}, _finetune_tasks),
+                    extra_keys=("encoders",), default=_fit_default),
+    "finetune": GridKind("finetune", FinetuneOptions, {"head": HEADS}, _finetune_tasks,
+                         default=lambda field, table: FinetuneOptions.head),
 }

@@ -109,7 +109,8 @@ def compute(encoder: Encoder, items: list[tuple[str, str]], store: EmbeddingStor
             n_tokens, done = 0, 0
             for j, out in zip(batch, outs, strict=True):
                 idx, k, ids = units[j]
-                assert out.shape[0] == len(ids), "an encoder returned the wrong number of tokens"
+                assert out.shape[0] == (1 if encoder.per_sequence else len(ids)), \
+                    "an encoder returned the wrong number of tokens"
                 got = pieces.setdefault(idx, {})
                 got[k] = out
                 n_tokens += len(ids)

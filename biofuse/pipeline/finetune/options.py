@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from biofuse.errors import ConfigError
+from biofuse.heads import HEADS, NETWORK_HEADS
 from biofuse.modality import Modality
 from biofuse.options import option, same_option
 from biofuse.pipeline.encoders import check_device, default_device, default_dtype
@@ -67,6 +69,11 @@ class FinetuneOptions(TrainOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if HEADS[self.head].kind != "network":
+            raise ConfigError(f"--head {self.head} is a scikit-learn probe; finetune trains the "
+                              "encoder through a network head.",
+                              f"Use one of {', '.join(NETWORK_HEADS)}, or `biofuse fit --head "
+                              f"{self.head}` on the cached embeddings.")
         if self.lr is None:
             object.__setattr__(self, "lr", HEAD_LR)
         if self.device is not None:

@@ -216,8 +216,8 @@ def _finetune(ds: Dataset, options: FinetuneOptions, run: RunDir, echo) -> Finet
     record |= {"encoder": saved_fp.to_dict(), "encoder_id": saved_fp.id,
                "extract_command": extract_command(ds.spec, o.modality, str(run.encoder_dir.resolve()),
                                                   "CACHE", long_policy=o.long_policy)}
-    run.finish(record, "interrupted" if result.interrupted else "complete", model.head, metrics,
-               predictions)
+    run.finish(record, "interrupted" if result.interrupted else "complete",
+               model.head.state_dict(), metrics, predictions)
     if not result.interrupted:
         run.checkpoint_path.unlink(missing_ok=True)  # finished: nothing to resume
     return FinetuneResult(metrics, run.path, run.encoder_dir, result.interrupted, model)

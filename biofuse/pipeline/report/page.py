@@ -300,6 +300,9 @@ def _attribution(dataset: str, label: str, run_dir: Path, out: Path, cache,
             return ["(No attribution view for a finetuned encoder: attribution reads cached "
                     "embeddings; extract the run's encoder and fit on it to get one.)", ""]
         saved = RunDir(run_dir).load()
+        if getattr(saved.model, "kind", "network") == "probe":
+            return ["(No attribution view for a scikit-learn probe: it reads each modality's "
+                    "pooled embedding, not positions along the sequence.)", ""]
         ds = load_dataset(from_dict(DataSpec, saved.config["data"]))
         rows = np.flatnonzero(ds.frame["split"].to_numpy() == "test")[:examples]
         if not len(rows):

@@ -10,8 +10,9 @@ trainer.py is the model-agnostic loop with callbacks, metrics.py scores, fit.py 
 together; options.py and trainer.py, targets.py, metrics.py and rundir.py serve finetune too.
 """
 
-from biofuse.pipeline.train.fit import FitResult, fit
+from biofuse.pipeline.train.fit import fit
 from biofuse.pipeline.train.options import FitOptions, TrainOptions
 from biofuse.pipeline.train.predict import predict
+from biofuse.pipeline.train.rundir import FitResult
 
 __all__ = ["FitOptions", "FitResult", "TrainOptions", "fit", "predict"]

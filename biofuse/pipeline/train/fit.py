@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import polars as pl
@@ -23,6 +22,7 @@ import torch
 from biofuse.files import disk_errors
 from biofuse.fusion import FUSIONS
 from biofuse.fusion.model import FusionModel, ModelConfig
+from biofuse.heads import HEADS
 from biofuse.locks import exclusive
 from biofuse.pipeline.data import Dataset
 from biofuse.pipeline.data.splits import split_rows
@@ -31,7 +31,7 @@ from biofuse.pipeline.extract import extract_command
 from biofuse.pipeline.train.inputs import ModelInputs, load_inputs, model_outputs
 from biofuse.pipeline.train.metrics import split_metrics
 from biofuse.pipeline.train.options import FitOptions
-from biofuse.pipeline.train.rundir import RunDir
+from biofuse.pipeline.train.rundir import FitResult, RunDir
 from biofuse.pipeline.train.targets import Targets, make_targets
 from biofuse.pipeline.train.trainer import (
     CsvLog,
@@ -42,14 +42,6 @@ from biofuse.pipeline.train.trainer import (
     TrainResult,
     choose_on_validation,
 )
-
-
-@dataclass
-class FitResult:
-    metrics: dict[str, Any]
-    run_dir: Path
-    interrupted: bool = False
-    model: FusionModel | None = field(default=None, repr=False)
 
 
 def length_batches(rows: np.ndarray, lengths: np.ndarray, size: int,
@@ -116,6 +108,10 @@ def fit(ds: Dataset, options: FitOptions, cache_root, out: str | Path,
     run.check_writable()
     with exclusive(run.path, "training a model",
                    "Wait for it to finish, or pass another --out."), disk_errors(run.path):
+        if HEADS[options.head].kind == "probe":
+            from biofuse.pipeline.train.probe import fit_probe
+
+            return fit_probe(ds, options, cache_root, run, echo)
         return _fit(ds, options, cache_root, run, echo)
 
 
@@ -195,8 +191,8 @@ def _fit(ds: Dataset, o: FitOptions, cache_root, run: RunDir, echo) -> FitResult
                               | {f"weight_{m}": w for m, w in weights.items()})
                  if weights else None)
     run.finish({**record, "model": model.config.to_dict()},  # with the chosen option
-               "interrupted" if interrupted else "complete", model, metrics, predictions,
-               attention)
+               "interrupted" if interrupted else "complete", model.state_dict(), metrics,
+               predictions, attention)
     return FitResult(metrics, run.path, interrupted, model)
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from biofuse.cache import EmbeddingCache, EmbeddingStore, sequence_key
-from biofuse.errors import CacheError, DataError
+from biofuse.errors import CacheError, ConfigError, DataError
 from biofuse.modality import Modality
 from biofuse.pipeline.data import Dataset, dogma
 from biofuse.pipeline.encoders import autocast, model_id
@@ -100,6 +100,33 @@ class ModelInputs:
             return self.grid.numpy()
         return torch.stack([t.length for t in self.tables.values()]).max(0).values.numpy()
 
+    def pooled(self, pool: str = "mean", chunk_tokens: int = 1 << 20) -> np.ndarray:
+        """One float32 vector per row: each modality's tokens pooled (``mean``, or ``meanmax``:
+        mean and max side by side), the modalities concatenated in the order of ``tables``; a
+        row without a modality gets zeros there. What the scikit-learn probes read."""
+        parts = []
+        for table in self.tables.values():
+            n, dim = len(table.length), table.dim
+            width = dim * (2 if pool == "meanmax" else 1)
+            out = np.zeros((n, width), dtype=np.float32)
+            rows = np.flatnonzero(table.length.numpy() > 0)
+            starts, lengths = table.start.numpy()[rows], table.length.numpy()[rows]
+            begin = 0
+            while begin < len(rows):  # a chunk of rows at a time, in float32
+                end = begin + 1
+                while end < len(rows) and lengths[begin:end + 1].sum() <= chunk_tokens:
+                    end += 1
+                lo, hi = int(starts[begin]), int(starts[end - 1] + lengths[end - 1])
+                flat = table.flat[lo:hi].float().numpy()
+                at = (starts[begin:end] - lo).astype(np.int64)
+                sums = np.add.reduceat(flat, at, axis=0)
+                out[rows[begin:end], :dim] = sums / lengths[begin:end, None]
+                if pool == "meanmax":
+                    out[rows[begin:end], dim:] = np.maximum.reduceat(flat, at, axis=0)
+                begin = end
+            parts.append(out)
+        return np.concatenate(parts, axis=1) if parts else np.zeros((len(self.grid), 0))
+
     def batch(self, rows: np.ndarray):
         """The model's inputs for ``rows``: feats, masks, present per modality, and the grid."""
         r = torch.from_numpy(rows)
@@ -125,6 +152,11 @@ def load_inputs(ds: Dataset, encoders: Mapping[Modality, str], cache_root, *, al
                             "from which it can be derived.")
         keys = [sequence_key(s) for s in seqs if s]
         store = find_store(cache, m, encoder, keys, extract_hint(m, encoder))
+        if aligned and store.fingerprint.nt_per_token == 0:
+            raise ConfigError(f"{encoder} gives one vector per {m} sequence, which has no place "
+                              "on the codon grid an aligned fusion needs.",
+                              "Use a scikit-learn head (--head ridge, gbm or logistic), or "
+                              "--fusion none, seqconcat or isoformer.")
         tables[m] = ModalityTable.load(store, seqs)
         fps[str(m)] = {"store": store.id, "fingerprint": store.fingerprint.to_dict()}
     rna, protein = frame[Modality.RNA.column].to_list(), frame[Modality.PROTEIN.column].to_list()

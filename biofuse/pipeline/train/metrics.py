@@ -12,10 +12,17 @@ from scipy import stats
 from sklearn import metrics as skm
 
 
+def _varies(x: np.ndarray) -> bool:
+    """Whether ``x`` has a spread a metric can divide by (its centred sum of squares is not 0,
+    also when it underflows: values 1e-295 apart do not vary)."""
+    return float(((x - x.mean()) ** 2).sum()) > 0
+
+
 def _correlation(fn, a: np.ndarray, b: np.ndarray) -> float:
-    """``fn`` (scipy's spearmanr or pearsonr) of a and b; NaN where it is undefined (a constant
-    input), without scipy's warning."""
-    if np.ptp(a) == 0 or np.ptp(b) == 0:
+    """``fn`` (scipy's spearmanr or pearsonr) of a and b; NaN where it is undefined (an input
+    that does not vary: for Spearman, whose ranks do not), without scipy's warning."""
+    varies = (lambda x: np.ptp(x) > 0) if fn is stats.spearmanr else _varies
+    if not (varies(a) and varies(b)):
         return float("nan")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", stats.ConstantInputWarning)
@@ -35,7 +42,7 @@ def regression_metrics(y: np.ndarray, pred: np.ndarray, names: list[str]) -> dic
             "n": int(len(t)), "spearman": _correlation(stats.spearmanr, t, p),
             "pearson": _correlation(stats.pearsonr, t, p),
             "mse": float(skm.mean_squared_error(t, p)),
-            "r2": float(skm.r2_score(t, p)) if np.ptp(t) > 0 else float("nan")}
+            "r2": float(skm.r2_score(t, p)) if _varies(t) else float("nan")}
     for k in ("spearman", "pearson", "r2", "mse"):
         vals = [m[k] for m in out["per_target"].values() if k in m and not np.isnan(m[k])]
         out[k] = float(np.mean(vals)) if vals else float("nan")

@@ -66,8 +66,10 @@ class TrainOptions:
 class FitOptions(TrainOptions):
     """How ``fit`` trains; every field is also a ``biofuse fit`` flag."""
 
-    fusion: str = option("mil", "Fusion method (see the list above).",
-                         choices=tuple(sorted(FUSIONS)))
+    fusion: str | None = option(
+        None, "Fusion method (see the list above). Default: mil; for a scikit-learn head "
+        "(ridge, logistic, gbm), none for one modality and concat for several.",
+        choices=tuple(sorted(FUSIONS)))
     modalities: tuple[str, ...] | None = option(
         None, "Comma-separated subset of dna,rna,protein. Default: all three (protein for none).")
     encoders: dict = option(
@@ -97,9 +99,21 @@ class FitOptions(TrainOptions):
         if isinstance(self.modalities, str):  # "dna,rna" from Python, as on the command line
             object.__setattr__(self, "modalities", tuple(self.modalities.split(",")))
         super().__post_init__()
+        probe = HEADS[self.head].kind == "probe"
+        if probe and self.modalities is None and self.encoders:  # the modalities encoders
+            object.__setattr__(self, "modalities", tuple(self.encoders))  # were named for
+        if self.fusion is None and not probe:
+            object.__setattr__(self, "fusion", "mil")
         default = (Modality.PROTEIN,) if self.fusion == "none" else ALL
         mods = parse_modalities(self.modalities) if self.modalities is not None else default
         object.__setattr__(self, "modalities", mods)
+        if self.fusion is None:  # a probe concatenates its modalities' pooled vectors
+            object.__setattr__(self, "fusion", "none" if len(mods) == 1 else "concat")
+        if probe and self.fusion not in ("none", "concat"):
+            raise ConfigError(f"--head {self.head} reads each modality's pooled embedding; "
+                              f"--fusion {self.fusion} has nothing to fuse there.",
+                              "Use --fusion none (one modality) or concat (several), or leave "
+                              "--fusion out.")
         if self.lr is None:
             object.__setattr__(self, "lr", FUSIONS[self.fusion].lr)
         if self.dtype == "auto":  # fit trains on the CPU: record what it will run in

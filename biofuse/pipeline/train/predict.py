@@ -51,7 +51,9 @@ def predict(run_dir: str | Path, data: str | Path, cache_root=None,
     cache_root = run_cache(saved.config, cache_root)
     ds = load_dataset(prediction_spec(saved.config, data))
     encoders = {Modality.parse(m): info["store"] for m, info in saved.config["encoders"].items()}
-    inputs = load_inputs(ds, encoders, cache_root, aligned=saved.model.fusion.aligned,
+    probe = getattr(saved.model, "kind", "network") == "probe"
+    aligned = not probe and saved.model.fusion.aligned
+    inputs = load_inputs(ds, encoders, cache_root, aligned=aligned,
                          extract_hint=lambda m, e: extract_command(ds.spec, m, e, cache_root))
     for m, table in inputs.tables.items():
         trained = saved.model_config.nt_per_token[str(m)]
@@ -60,9 +62,12 @@ def predict(run_dir: str | Path, data: str | Path, cache_root=None,
                               f"nucleotides, but its cache store holds {table.nt_per_token} "
                               "(the run is from an older biofuse).",
                               "Train the model again with `biofuse fit`.")
-    raw, _ = model_outputs(saved.model, inputs, np.arange(ds.frame.height),
-                           batch_size=saved.config["fit"]["batch_size"],
-                           dtype=saved.config["fit"]["dtype"])
+    if probe:
+        raw = saved.model.raw(inputs.pooled(saved.model.options.pool))
+    else:
+        raw, _ = model_outputs(saved.model, inputs, np.arange(ds.frame.height),
+                               batch_size=saved.config["fit"]["batch_size"],
+                               dtype=saved.config["fit"]["dtype"])
     frame = pl.DataFrame({"id": ds.frame["id"].to_list()} | saved.targets.columns(raw, None))
     return write_predictions(frame, out)
 

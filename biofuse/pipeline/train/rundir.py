@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,8 @@ from biofuse.cache import default_cache_dir
 from biofuse.errors import BiofuseError, ConfigError
 from biofuse.files import Record, read_text, regular_file, write_atomic, write_bytes_atomic
 from biofuse.fusion.model import FusionModel, ModelConfig
+from biofuse.heads import HEADS
+from biofuse.heads.probes import load_probe
 from biofuse.options import canonical_names
 from biofuse.pipeline.train.options import FitOptions
 from biofuse.pipeline.train.targets import Targets
@@ -126,14 +128,14 @@ class RunDir:
         doc = {"biofuse_version": __version__, "status": status, **config}
         _write_json(self.path / CONFIG, doc)
 
-    def finish(self, config: dict[str, Any], status: str, model: torch.nn.Module,
+    def finish(self, config: dict[str, Any], status: str, state: dict[str, torch.Tensor],
                metrics: dict, predictions: pl.DataFrame,
                attention: pl.DataFrame | None = None) -> None:
-        """Write the run's results, each file whole or not at all, and then, last, config.json
-        with ``status``: a run killed or out of disk while writing keeps status "running", so
-        the next `biofuse run` trains it again instead of calling it finished."""
+        """Write the run's results (``state``: the model's tensors, as model.pt), each file
+        whole or not at all, and then, last, config.json with ``status``: a run killed or out of
+        disk while writing keeps status "running", so the next `biofuse run` trains it again
+        instead of calling it finished."""
         _write_json(self.path / METRICS, metrics)
-        state = model.state_dict()
         write_atomic(self.path / MODEL, lambda f: torch.save(state, f))
         write_atomic(self.path / PREDICTIONS, predictions.write_parquet)
         if attention is not None:
@@ -201,6 +203,11 @@ class RunDir:
                               "Use `biofuse predict`, which reads either kind.")
         try:
             model_cfg = ModelConfig.from_dict(config["model"])
+            if HEADS[model_cfg.head].kind == "probe":  # a scikit-learn probe's arrays
+                probe = load_probe(model_cfg.head, model_cfg.n_outputs, model_cfg.head_options,
+                                   torch.load(model_path, weights_only=True))
+                return SavedRun(self.path, config, model_cfg, Targets(**config["targets"]),
+                                probe)
             model = FusionModel(model_cfg)
         except ConfigError as exc:
             raise ConfigError(f"{config_path}: model: {exc.problem}", REWRITTEN) from None
@@ -281,12 +288,20 @@ def _check_run_record(r: Record) -> None:
 
 
 @dataclass
+class FitResult:
+    metrics: dict[str, Any]
+    run_dir: Path
+    interrupted: bool = False
+    model: Any = field(default=None, repr=False)  # the FusionModel, or the probe
+
+
+@dataclass
 class SavedRun:
     path: Path
     config: dict[str, Any]
     model_config: ModelConfig
     targets: Targets
-    model: FusionModel
+    model: FusionModel | Any  # or a scikit-learn probe (heads/probes.py)
 
 
 def _finite(value: Any) -> Any:
