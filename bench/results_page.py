@@ -27,13 +27,12 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from biofuse.pipeline.report.results import (  # noqa: E402
+from biofuse.pipeline.report.results import mil_weights, summarise  # noqa: E402
+from biofuse.pipeline.report.verdicts import (  # noqa: E402
     FUSIONS_ONLY,
     best_on_validation,
     fusion_vs_single,
-    mil_weights,
     pm,
-    summarise,
 )
 from biofuse.references import load_references, reference_key  # noqa: E402
 

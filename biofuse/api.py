@@ -154,24 +154,25 @@ def finetune(data: str | Path | DataSpec | Dataset, *, out: str | Path, echo: Ec
 
 
 def predict(run_dir: str | Path, data: str | Path, *, cache: str | Path | None = None,
-            out: str | Path | None = None):
-    """Score every row of the table ``data`` with the model of ``run_dir`` (read the way the
-    run's table was read); returns a polars DataFrame (id, pred_<target> or pred/prob_<class>)
-    and writes it to ``out`` (.parquet or .csv) when given. For a `fit` run the rows'
-    embeddings must be in the cache (the error names the `biofuse extract` command that
-    computes them): ``cache``, else the one the run was trained with while it exists, else the
-    default; a `finetune` run runs its own encoder and needs no cache."""
-    from biofuse.pipeline.train.rundir import RunDir
+            out: str | Path | None = None, dataset: str | None = None, echo: Echo = _quiet):
+    """Score every row of the table ``data`` (read the way the run's table was read); returns
+    a polars DataFrame (id, pred_<target> or pred/prob_<class>) and writes it to ``out``
+    (.parquet or .csv) when given.
+
+    ``run_dir``: one run directory (`fit`, a probe, or `finetune`), or an experiment's output
+    folder: then the configuration chosen on validation for ``dataset`` (needed when the
+    experiment has several) predicts with each of its seeds and they are averaged. For fit runs
+    the rows' embeddings must be in the cache (the error names the `biofuse extract` command
+    that computes them): ``cache``, else the one the run was trained with while it exists, else
+    the default; a `finetune` run runs its own encoder and needs no cache."""
+    from biofuse.pipeline.experiment.predict import predict_chosen, predict_run
 
     run_dir, data = path_arg("run_dir", run_dir), path_arg("data", data)
     out = path_arg("out", out, optional=True)
-    if RunDir(run_dir).read_config().get("kind") == "finetune":
-        from biofuse.pipeline.finetune.predict import predict as score_finetuned
-
-        return score_finetuned(run_dir, data, out)
-    from biofuse.pipeline.train import predict as score_fitted
-
-    return score_fitted(run_dir, data, cache, out)
+    text_arg("dataset", dataset, optional=True)
+    if (run_dir / "runs.parquet").is_file():  # an experiment's folder
+        return predict_chosen(run_dir, data, cache, out, dataset, echo)
+    return predict_run(run_dir, data, cache, out)
 
 
 @dataclass

@@ -302,18 +302,25 @@ def _report_run(result, out: str, as_json: bool, interrupted: str, *extra: str) 
               "(config.json) while it exists, else $BIOFUSE_CACHE or the per-user cache.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
               help="Predictions file (.parquet or .csv).")
-def predict(run_dir: str, data: str, cache_dir: str | None, out: str) -> None:
+@click.option("--dataset", help="With an experiment folder: the dataset whose chosen "
+              "configuration predicts (needed when the experiment has several).")
+def predict(run_dir: str, data: str, cache_dir: str | None, out: str,
+            dataset: str | None) -> None:
     """Score the sequences of DATA with the model trained in RUN_DIR. For a `fit` run their
     embeddings must be in the cache (run `biofuse extract` with the same encoders first); a
-    `finetune` run runs its own encoder and ignores --cache.
+    `finetune` run runs its own encoder and ignores --cache. RUN_DIR may be the output folder
+    of `biofuse run`: its configuration chosen on validation then predicts with every seed, and
+    the seeds' predictions are averaged (the ensemble its results table scores).
 
     \b
     Example:
       biofuse predict runs/mil new_sequences.csv --out predictions.parquet
+      biofuse predict experiment/ new_sequences.csv --dataset mrfp --out predictions.parquet
     """
     from biofuse import api
 
-    frame = api.predict(run_dir, data, cache=cache_dir, out=out)
+    frame = api.predict(run_dir, data, cache=cache_dir, out=out, dataset=dataset,
+                        echo=lambda s: click.echo(s, err=True))
     click.echo(f"wrote {frame.height} predictions to {out}")
 
 

@@ -192,3 +192,56 @@ def test_a_grid_of_baselines_runs_and_is_reported(planted, tmp_path):
     page = biofuse.report(tmp_path / "out", out=tmp_path / "rep")
     text = page.read_text()
     assert "No attribution view for a scikit-learn probe" in text or "ridge" in text
+
+
+# ------------------------------------------------------------------------ seed ensembles
+
+@pytest.fixture(scope="module")
+def grid_with_seeds(planted, tmp_path_factory):
+    """Baselines and a deep model over three seeds on the planted table."""
+    root = tmp_path_factory.mktemp("ensembles")
+    (root / "exp.toml").write_text(
+        f'cache = "{planted / "c"}"\nseeds = [0, 1, 2]\n'
+        f'[datasets.d]\npath = "{planted / "t.csv"}"\nlabel_cols = ["expression"]\n'
+        '[encoders]\nrna = "kmer1"\nprotein = "aa_composition"\n'
+        '[[fit]]\nname = "baselines"\nhead = ["ridge", "gbm"]\nmodalities = ["rna", "protein"]\n'
+        'gbm = { max_iter = 40 }\n'
+        '[[fit]]\nname = "deep"\nfusion = "none"\nmodalities = ["protein"]\nepochs = 3\n'
+        'encoders = { protein = "onehot" }\n')
+    result = biofuse.run(root / "exp.toml", out=root / "out", workers=1, progress=False)
+    assert result.ok
+    return root / "out", result
+
+
+def test_results_tables_score_each_configurations_seed_ensemble(grid_with_seeds):
+    out, result = grid_with_seeds
+    table = result.results
+    assert table["test_ensemble"].null_count() == 0
+    gbm = table.filter(pl.col("head") == "gbm").row(0, named=True)
+    # the ensemble is the seeds' averaged predictions, scored: recompute it by hand
+    from scipy.stats import spearmanr
+
+    runs = pl.read_parquet(out / "runs.parquet").filter(pl.col("config_id") == gbm["config_id"])
+    preds = [pl.read_parquet(f"{d}/predictions.parquet").filter(pl.col("split") == "test")
+             for d in runs["run_dir"].to_list()]
+    mean = np.mean([p["pred_expression"].to_numpy() for p in preds], axis=0)
+    assert gbm["test_ensemble"] == pytest.approx(
+        spearmanr(preds[0]["y_expression"].to_numpy(), mean)[0], abs=1e-9)
+    page = (out / "results.md").read_text()
+    assert "test, ensemble" in page and "The best deep model against the best baseline" in page
+
+
+def test_predict_with_an_experiment_folder_averages_the_chosen_seeds(grid_with_seeds, planted,
+                                                                     tmp_path):
+    out, result = grid_with_seeds
+    res = run("predict", out, planted / "t.csv", "--out", tmp_path / "p.parquet")
+    assert res.exit_code == 0, res.output
+    assert "3 seed(s) averaged" in res.output
+    chosen = result.results.filter(pl.col("chosen")).row(0, named=True)
+    runs = pl.read_parquet(out / "runs.parquet").filter(pl.col("config_id") == chosen["config_id"])
+    each = [pl.read_parquet(f"{d}/predictions.parquet")["pred_expression"].to_numpy()
+            for d in runs["run_dir"].to_list()]
+    got = pl.read_parquet(tmp_path / "p.parquet")["pred_expression"].to_numpy()
+    assert np.allclose(got, np.mean(each, axis=0), rtol=1e-5)
+    res = run("predict", out, planted / "t.csv", "--dataset", "other", "--out", tmp_path / "q.csv")
+    assert res.exit_code == 2 and "holds results for d" in res.output

@@ -141,7 +141,8 @@ def _runs(configs):
 
 
 def test_fusion_against_the_best_single_modality_is_judged_on_both_splits():
-    from biofuse.pipeline.report.results import fusion_vs_single, summarise
+    from biofuse.pipeline.report.results import summarise
+    from biofuse.pipeline.report.verdicts import fusion_vs_single
 
     singles = {("none", "rna"): [(0.80, 0.80), (0.82, 0.82)],  # sd 0.014
                ("none", "protein"): [(0.70, 0.90), (0.70, 0.90)]}  # best test, not chosen

@@ -39,14 +39,13 @@ from biofuse.files import (
 from biofuse.pipeline.report import plots
 from biofuse.pipeline.report.results import (
     failed_section,
-    fusion_vs_single,
     mil_weights,
-    pm,
     read_run,
     read_runs_table,
     runs_frame,
     summarise,
 )
+from biofuse.pipeline.report.verdicts import pm, verdicts
 from biofuse.pipeline.train.rundir import LOG_COLUMNS, run_cache
 from biofuse.references import SOURCES, load_references, reference_key
 
@@ -130,15 +129,15 @@ def _dataset_section(dataset: str, table: pl.DataFrame, runs: pl.DataFrame, refs
     metric = next((m for m in table["metric"].to_list() if m), "spearman")
     reference = table["reference"][0] or dataset
     split_from = table["split_from"][0]
-    md = [f"## {dataset}", "", f"| | fusion | modalities | encoders | options | seeds | "
-          f"val {metric} | test {metric} |", "|---|---|---|---|---|---|---|---|"]
+    md = [f"## {dataset}", "", f"| | fusion | head | modalities | encoders | options | seeds | "
+          f"val {metric} | test {metric} | test, ensemble |",
+          "|---|---|---|---|---|---|---|---|---|---|"]
     for r in table.iter_rows(named=True):
-        md.append(f"| {'★' if r['chosen'] else ''} | {r['fusion']} | {r['modalities']} | "
-                  f"{r['encoders']} | {r['options'] or ''} | {r['complete']}/{r['seeds']} | "
-                  f"{pm(r['val_mean'], r['val_std'])} | {pm(r['test_mean'], r['test_std'])} |")
-    verdict = fusion_vs_single(table)
-    if verdict:
-        md += ["", verdict]
+        md.append(f"| {'★' if r['chosen'] else ''} | {r['fusion']} | {r['head']} | "
+                  f"{r['modalities']} | {r['encoders']} | {r['options'] or ''} | "
+                  f"{r['complete']}/{r['seeds']} | {pm(r['val_mean'], r['val_std'])} | "
+                  f"{pm(r['test_mean'], r['test_std'])} | {pm(r.get('test_ensemble'), None)} |")
+    md += [line for v in verdicts(table) for line in ("", v)]
     published = refs.filter((pl.col("key") == reference_key(reference)) & (pl.col("metric") == metric))
     md.append("")
     if published.height:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import warnings
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,8 @@ import polars as pl
 
 from biofuse.errors import BiofuseError
 from biofuse.files import read_bytes, read_text, write_atomic, write_bytes_atomic
+from biofuse.pipeline.report.ensembles import seed_ensembles
+from biofuse.pipeline.report.verdicts import pm, verdicts
 from biofuse.pipeline.train.rundir import canonical_config
 
 #: fit options that are columns of their own (or not part of a configuration)
@@ -219,8 +220,10 @@ def _value(v: Any) -> str:
 
 
 def summarise(runs: pl.DataFrame) -> pl.DataFrame:
-    """One row per (dataset, configuration): mean ± std over its seeds of the completed fits;
-    ``chosen`` is the best mean validation score of the dataset among fully completed ones."""
+    """One row per (dataset, configuration): mean ± std over its seeds of the completed fits,
+    the seed ensemble's scores (``val_ensemble``, ``test_ensemble``; ensembles.py); ``chosen``
+    is the best mean validation score of the dataset among fully completed ones (an ensemble
+    is reported, not chosen on)."""
     runs = runs.filter(pl.col("dataset").is_not_null())  # a damaged record names none
     if runs.is_empty():
         return pl.DataFrame()
@@ -237,6 +240,7 @@ def summarise(runs: pl.DataFrame) -> pl.DataFrame:
                   pl.col("test").filter(done).std().alias("test_std"),
                   pl.col("epochs").filter(done).mean().alias("epochs"),
                   pl.col("seconds").filter(done).mean().alias("seconds")))
+    table = table.join(seed_ensembles(runs), on=["dataset", "config_id"], how="left")
     eligible = (pl.col("complete") == pl.col("seeds")) & pl.col("val_mean").is_not_null()
     best = (table.filter(eligible).group_by("dataset")
             .agg(pl.col("config_id").sort_by("val_mean", descending=True).first()
@@ -260,26 +264,21 @@ def write(out: Path, name: str, runs: pl.DataFrame, table: pl.DataFrame) -> None
     write_bytes_atomic(out / "results.md", markdown(name, table, runs).encode())
 
 
-def pm(mean, std, digits: int = 3) -> str:
-    """'0.812 ± 0.004', or '—' for a missing mean."""
-    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
-        return "—"
-    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None
-                                   and not math.isnan(std) else "")
-
-
 def markdown(name: str, table: pl.DataFrame, runs: pl.DataFrame) -> str:
     metric = next((m for m in table["metric"].to_list() if m), "spearman")
     lines = [f"# Results: {name}", "",
-             f"{metric.capitalize()} on the validation and test splits, mean ± std over seeds. "
-             "★ marks the configuration chosen on validation for its dataset (the test split "
-             "chooses nothing). Epochs: trained per fit (over every candidate of a searched "
-             "option); seconds: wall time of one fit (loading, training, scoring).", ""]
+             f"{metric.capitalize()} on the validation and test splits, mean ± std over seeds; "
+             "ensemble: the seeds' predictions averaged, scored once (configurations with two "
+             "or more seeds). ★ marks the configuration chosen on validation for its dataset "
+             "(the test split chooses nothing). Epochs: trained per fit (over every candidate "
+             "of a searched option); seconds: wall time of one fit (loading, training, "
+             "scoring).", ""]
     for dataset in dict.fromkeys(table["dataset"].to_list()):
         rows = table.filter(pl.col("dataset") == dataset)
         lines += [f"## {dataset}", "",
                   "| | fusion | head | modalities | encoders | options | seeds | val | test "
-                  "| epochs | s / fit |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| test, ensemble | epochs | s / fit |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in rows.iter_rows(named=True):
             seeds = (f"{r['complete']}" if r["complete"] == r["seeds"]
                      else f"{r['complete']} of {r['seeds']}")
@@ -287,7 +286,8 @@ def markdown(name: str, table: pl.DataFrame, runs: pl.DataFrame) -> str:
                 f"| {'★' if r['chosen'] else ''} | {r['fusion']} | {r['head']} | "
                 f"{r['modalities']} | {r['encoders']} | {r['options'] or ''} | {seeds} | "
                 f"{pm(r['val_mean'], r['val_std'])} | {pm(r['test_mean'], r['test_std'])} | "
-                f"{pm(r['epochs'], None, 0)} | {pm(r['seconds'], None, 1)} |")
+                f"{pm(r.get('test_ensemble'), None)} | {pm(r['epochs'], None, 0)} | "
+                f"{pm(r['seconds'], None, 1)} |")
         chosen = rows.filter(pl.col("chosen"))
         if chosen.height:
             c = chosen.row(0, named=True)
@@ -295,24 +295,9 @@ def markdown(name: str, table: pl.DataFrame, runs: pl.DataFrame) -> str:
                       f"{c['encoders']}{'; ' + c['options'] if c['options'] else ''}): "
                       f"validation {pm(c['val_mean'], c['val_std'])}, test "
                       f"{pm(c['test_mean'], c['test_std'])}."]
-        verdict = fusion_vs_single(rows)
-        if verdict:
-            lines += ["", verdict]
+        lines += [line for v in verdicts(rows) for line in ("", v)]
         lines.append("")
     return "\n".join(lines + failed_section(runs))
-
-
-#: which configurations of a results table are fusions, and which single modalities
-FUSIONS_ONLY = (pl.col("fusion") != "none") & ~pl.col("fusion").str.starts_with("finetune-")
-SINGLES_ONLY = pl.col("fusion") == "none"
-
-
-def best_on_validation(rows: pl.DataFrame, which: pl.Expr) -> dict[str, Any] | None:
-    """The configuration among ``which`` rows of a results table with the best mean validation
-    score, among those whose every seed finished (None if there is none)."""
-    done = rows.filter(which & (pl.col("complete") == pl.col("seeds"))
-                       & pl.col("val_mean").is_not_null())
-    return done.sort("val_mean", descending=True).row(0, named=True) if done.height else None
 
 
 def mil_weights(run_dir: str | Path) -> dict[str, float]:
@@ -323,42 +308,6 @@ def mil_weights(run_dir: str | Path) -> dict[str, float]:
     frame = pl.read_parquet(read_bytes(path, "MIL weights"))
     return {c.removeprefix("weight_"): float(frame[c].cast(pl.Float64, strict=False).mean())
             for c in frame.columns if c.startswith("weight_")}
-
-
-def _describe(r: dict[str, Any]) -> str:
-    what = r["modalities"] if r["fusion"] == "none" else r["fusion"]
-    options = f", {r['options']}" if r["options"] else ""
-    return f"{what} ({r['encoders']}{options})"
-
-
-def _against(ours: float | None, theirs: float | None, sd: float | None) -> str:
-    if ours is None or theirs is None:
-        return "not measured"
-    sd = 0.0 if sd is None or math.isnan(sd) else sd
-    if ours >= theirs:
-        return f"at or above it (+{ours - theirs:.3f})"
-    if ours >= theirs - sd:
-        return f"within one standard deviation ({ours - theirs:+.3f}, sd {sd:.3f})"
-    return f"**below it by more than one standard deviation** ({ours - theirs:+.3f}, sd {sd:.3f})"
-
-
-def fusion_vs_single(rows: pl.DataFrame) -> str | None:
-    """One dataset's answer to "does fusing beat the modalities alone?": the fusion and the
-    single modality each chosen on validation (among fully completed configurations), compared
-    on validation and test against the single modality's mean minus its standard deviation
-    over seeds. None when the table lacks either kind."""
-    fusion = best_on_validation(rows, FUSIONS_ONLY)
-    single = best_on_validation(rows, SINGLES_ONLY)
-    if fusion is None or single is None:
-        return None
-    return (f"Fusion against the modalities alone: the best fusion on validation, "
-            f"**{_describe(fusion)}** ({pm(fusion['val_mean'], fusion['val_std'])} validation, "
-            f"{pm(fusion['test_mean'], fusion['test_std'])} test), against the best single "
-            f"modality on validation, {_describe(single)} "
-            f"({pm(single['val_mean'], single['val_std'])}, "
-            f"{pm(single['test_mean'], single['test_std'])}): validation "
-            f"{_against(fusion['val_mean'], single['val_mean'], single['val_std'])}; test "
-            f"{_against(fusion['test_mean'], single['test_mean'], single['test_std'])}.")
 
 
 def failed_section(runs: pl.DataFrame) -> list[str]:
