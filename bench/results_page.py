@@ -6,10 +6,14 @@ results page is for: does the best fusion (chosen on validation) reach the best 
 
     biofuse run docs/examples/results_onehot.toml --workers 2 --out OUT/results_onehot
     biofuse run docs/examples/results_unirep.toml --workers 2 --out OUT/results_unirep
-    python bench/results_page.py OUT/results_onehot OUT/results_unirep --write docs/results.md
+    biofuse run docs/examples/baselines.toml --workers 2 --out OUT/baselines
+    python bench/results_page.py OUT/results_onehot OUT/results_unirep OUT/baselines \
+        --write docs/results.md
 
 The page keeps everything above its marker line (the hand-written reading of the numbers) and
-replaces everything below it. Nothing here trains: the numbers are the experiments' own.
+replaces everything below it; with --section, only the sections of the experiments given are
+replaced (or appended) and the other generated sections stay as they are. Nothing here trains:
+the numbers are the experiments' own.
 """
 
 from __future__ import annotations
@@ -27,12 +31,13 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from biofuse.heads.probes import PROBES  # noqa: E402
 from biofuse.pipeline.report.results import mil_weights, summarise  # noqa: E402
 from biofuse.pipeline.report.verdicts import (  # noqa: E402
     FUSIONS_ONLY,
     best_on_validation,
-    fusion_vs_single,
     pm,
+    verdicts,
 )
 from biofuse.references import load_references, reference_key  # noqa: E402
 
@@ -69,22 +74,25 @@ def dataset_section(dataset: str, rows: pl.DataFrame, runs: pl.DataFrame,
     split = ("CodonBERT's split, from the table's Split column" if split_from == "codonbert"
              else "biofuse's seeded 70/15/15 split, not CodonBERT's")
     md = [f"### {dataset}: {split}", "",
-          "| | model | encoders | val | test | s / fit | best epoch | MIL weights |",
-          "| --- | --- | --- | --- | --- | ---: | ---: | --- |"]
+          "| | model | encoders | val | test | test, ensemble | s / fit | best epoch | "
+          "MIL weights |", "| --- | --- | --- | --- | --- | --- | ---: | ---: | --- |"]
     ordered = pl.concat([rows.filter(pl.col("fusion") == "none"),
                          rows.filter(pl.col("fusion") != "none")])
     for r in ordered.iter_rows(named=True):
         mine = runs.filter((pl.col("config_id") == r["config_id"])
                            & (pl.col("status") == "complete"))
-        model = (f"{r['modalities']} alone" if r["fusion"] == "none" else r["fusion"]) + (
-            f" ({r['options']})" if r["options"] else "") + (
+        what = f"{r['modalities']} alone" if r["fusion"] == "none" else r["fusion"]
+        if r["head"] in PROBES:
+            what = f"{r['head']} on {r['modalities'].replace('+', ' + ')}"
+        model = what + (f" ({r['options']})" if r["options"] else "") + (
             f", **{r['complete']} of {r['seeds']} seeds**" if r["complete"] != r["seeds"] else "")
         epochs = mine["best_epoch"].drop_nulls().to_list()
         md.append(f"| {'★' if r['chosen'] else ''} | {model} | {r['encoders']} | "
                   f"{pm(r['val_mean'], r['val_std'])} | {pm(r['test_mean'], r['test_std'])} | "
-                  f"{pm(r['seconds'], None, 0)} | "
-                  f"{statistics.mean(epochs):.0f} | {mean_mil_weights(mine)} |"
-                  if epochs else f"| | {model} | {r['encoders']} | — | — | | | |")
+                  f"{pm(r.get('test_ensemble'), None)} | {pm(r['seconds'], None, 1)} | "
+                  f"{f'{statistics.mean(epochs):.0f}' if epochs else '—'} | "
+                  f"{mean_mil_weights(mine)} |"
+                  if mine.height else f"| | {model} | {r['encoders']} | — | — | — | | | |")
     published = refs.filter((pl.col("source") == "codonbert")
                             & (pl.col("key") == reference_key(reference or dataset))
                             & (pl.col("metric") == "spearman"))
@@ -95,9 +103,7 @@ def dataset_section(dataset: str, rows: pl.DataFrame, runs: pl.DataFrame,
                   + ", ".join(f"{r['method']} {r['value']:.2f}"
                               for r in published.iter_rows(named=True)) + ".")
         md.append("")
-    verdict = fusion_vs_single(rows)
-    if verdict:
-        md += [verdict, ""]
+    md += [line for v in verdicts(rows) for line in (v, "")]
     bar = published.filter(pl.col("method") == BAR)
     best = best_on_validation(rows, FUSIONS_ONLY)
     if bar.height and best is not None and split_from == "codonbert":
@@ -122,17 +128,27 @@ def main() -> None:
     ap.add_argument("experiments", nargs="+", type=Path, help="`biofuse run` output folders")
     ap.add_argument("--write", type=Path, help="the page to update below its marker "
                     "(default: print the generated part)")
+    ap.add_argument("--section", action="store_true", help="replace (or append) only the "
+                    "sections of the experiments given; keep the page's other generated ones")
     args = ap.parse_args()
     refs = load_references(("codonbert",))
-    generated = []
+    sections = {}
     for folder in args.experiments:
-        generated += experiment_section(folder, refs)
-    text = "\n".join(generated).rstrip() + "\n"
+        lines = experiment_section(folder, refs)
+        sections[lines[0]] = "\n".join(lines).rstrip()
     if args.write is None:
-        print(text)
+        print("\n\n".join(sections.values()))
         return
-    kept = args.write.read_text().split(MARKER)[0].rstrip() if args.write.is_file() else ""
-    args.write.write_text(f"{kept}\n\n{MARKER}\n\n{text}")
+    page = args.write.read_text() if args.write.is_file() else MARKER
+    kept, _, below = page.partition(MARKER)
+    if args.section:  # the page's own generated sections, by heading, with the new ones set in
+        old = {}
+        for block in ("\n" + below).split("\n## `")[1:]:
+            heading = "## `" + block.split("\n", 1)[0]
+            old[heading] = ("## `" + block).rstrip()
+        sections = {**old, **sections}
+    text = "\n\n".join(sections.values()) + "\n"
+    args.write.write_text(f"{kept.rstrip()}\n\n{MARKER}\n\n{text}")
     print(f"wrote {args.write}")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -224,3 +225,15 @@ def test_fits_run_on_an_existing_cluster_given_by_its_address(tmp_path):
     assert any(f"on the Dask cluster at {cluster.scheduler_address}" in line for line in lines)
     config = json.loads((result.plan.fits[0].run_dir / "config.json").read_text())
     assert config["fit"]["threads"] is None  # the worker's own setting, not this machine's
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (Path(__file__).resolve().parents[1]
+                                                          / "docs" / "examples").glob("*.toml")))
+def test_the_experiment_files_behind_the_results_page_are_valid(name, real_table):
+    """docs/examples/*.toml read the shared benchmark tables: valid, and their plan made (it
+    names every run directory), wherever those tables are present."""
+    for table in ("cov_vac", "mrfp", "mlos"):
+        real_table(table)  # skips when the shared data is absent
+    path = Path(__file__).resolve().parents[1] / "docs" / "examples" / name
+    exp = load_experiment(path, load_data=False)
+    assert exp.tasks and all(t.dataset in exp.datasets for t in exp.tasks)
