@@ -40,8 +40,11 @@ def reference_regression(y, pred, names):
             continue
         mse = float(((t - p) ** 2).mean())
         var = float(((t - t.mean()) ** 2).mean())
+        # the one intended change: Pearson of a constant input is undefined; the old code gave
+        # the rounding noise of its mean (0.0 for [0.1, 0.1, 0.1], whose mean is 0.1 + 2e-17)
+        pearson = _pearson(t, p) if np.ptp(t) > 0 and np.ptp(p) > 0 else float("nan")
         out["per_target"][name] = {"n": int(len(t)), "spearman": _pearson(_rank(t), _rank(p)),
-                                   "pearson": _pearson(t, p), "mse": mse,
+                                   "pearson": pearson, "mse": mse,
                                    "r2": 1 - mse / var if var > 0 else float("nan")}
     for k in ("spearman", "pearson", "r2", "mse"):
         vals = [m[k] for m in out["per_target"].values() if k in m and not np.isnan(m[k])]
@@ -71,13 +74,15 @@ def same(a, b) -> bool:
     return np.isclose(a, b, rtol=1e-9, atol=1e-12)
 
 
-values = st.one_of(st.floats(-5, 5, allow_nan=False), st.sampled_from([0.0, 1.0, np.nan]))
+#: labels as tables hold them (a grid of hundredths: ties, constants), and missing ones
+values = st.one_of(st.integers(-500, 500).map(lambda i: i / 100),
+                   st.sampled_from([0.0, 1.0, np.nan]))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=250, deadline=None, derandomize=True)
 @given(st.integers(0, 30).flatmap(lambda n: st.tuples(
     st.lists(st.tuples(values, values), min_size=n, max_size=n),
-    st.lists(st.floats(-5, 5, allow_nan=False), min_size=n, max_size=n))))
+    st.lists(st.integers(-500, 500).map(lambda i: i / 100), min_size=n, max_size=n))))
 def test_regression_metrics_are_unchanged(data):
     pairs, pred2 = data
     y = np.array([[a, b] for a, b in pairs], dtype=float).reshape(-1, 2)
@@ -86,7 +91,7 @@ def test_regression_metrics_are_unchanged(data):
     assert same(regression_metrics(y, pred, ["a", "b"]), reference_regression(y, pred, ["a", "b"]))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=250, deadline=None, derandomize=True)
 @given(st.integers(1, 5).flatmap(lambda k: st.tuples(
     st.just(k), st.lists(st.tuples(st.integers(-1, k - 1), st.integers(0, k - 1)),
                          max_size=40))))
