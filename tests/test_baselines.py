@@ -228,7 +228,7 @@ def test_results_tables_score_each_configurations_seed_ensemble(grid_with_seeds)
     assert gbm["test_ensemble"] == pytest.approx(
         spearmanr(preds[0]["y_expression"].to_numpy(), mean)[0], abs=1e-9)
     page = (out / "results.md").read_text()
-    assert "test, ensemble" in page and "The best deep model against the best baseline" in page
+    assert "test, ensemble" in page and "The deep model against the baseline" in page
 
 
 def test_predict_with_an_experiment_folder_averages_the_chosen_seeds(grid_with_seeds, planted,

@@ -142,3 +142,19 @@ class Encoder:
         n = self.info.n_layers
         layer = self.request.layer
         return n + 1 + layer if layer < 0 else layer
+
+
+class WeightlessEncoder(Encoder):
+    """An encoder with no weights (one-hot, composition): its output depends on nothing but its
+    tokenizer settings, so its fingerprint records no revision, layer, dtype or windows."""
+
+    def resolved_layer(self) -> int:
+        return 0
+
+    def weights_id(self) -> str:
+        return "none"
+
+    def fingerprint(self) -> Fingerprint:
+        return Fingerprint(model_id=self.info.model_id, revision="none", layer=0,
+                           compute_dtype="none", long_policy="none",
+                           tokenizer=self.tokenizer_settings, **self.reader_fields())

@@ -21,7 +21,7 @@ from itertools import product
 import numpy as np
 
 from biofuse.modality import Modality
-from biofuse.pipeline.encoders.base import Encoder, EncoderInfo, EncoderRequest
+from biofuse.pipeline.encoders.base import EncoderInfo, EncoderRequest, WeightlessEncoder
 
 AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
 _BASES = {Modality.DNA: "ACGT", Modality.RNA: "ACGU"}
@@ -45,7 +45,7 @@ INFOS = [EncoderInfo(name=name, modality=m, family="composition", source="builti
          for name, (modalities, k, alphabets, _, what) in _KINDS.items() for m in modalities]
 
 
-class CompositionEncoder(Encoder):
+class CompositionEncoder(WeightlessEncoder):
     """Frequencies of the words of length k of a sequence (k-mers, codons, residues, pairs)."""
 
     #: one vector per sequence, not one per token (extract stores a single row for each)
@@ -58,20 +58,6 @@ class CompositionEncoder(Encoder):
         self._index = {"".join(w): i for i, w in enumerate(product(alphabet, repeat=self.k))}
         self.tokenizer_settings = {"alphabet": alphabet, "k": self.k, "stride": self.stride,
                                    "value": "frequency"}
-
-    def resolved_layer(self) -> int:
-        return 0
-
-    def fingerprint(self):
-        """Frequencies depend on nothing but the words counted: not on dtype, layer or windows."""
-        from biofuse.cache import Fingerprint
-
-        return Fingerprint(model_id=self.info.model_id, revision="none", layer=0,
-                           compute_dtype="none", long_policy="none",
-                           tokenizer=self.tokenizer_settings, **self.reader_fields())
-
-    def weights_id(self) -> str:
-        return "none"
 
     def tokenize(self, sequence: str) -> list[int]:
         """The index of every word counted (words with other letters are skipped)."""

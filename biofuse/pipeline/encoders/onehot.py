@@ -17,7 +17,7 @@ from itertools import product
 import numpy as np
 
 from biofuse.modality import Modality
-from biofuse.pipeline.encoders.base import Encoder, EncoderInfo, EncoderRequest
+from biofuse.pipeline.encoders.base import EncoderInfo, EncoderRequest, WeightlessEncoder
 
 ALPHABETS = {Modality.PROTEIN: "ACDEFGHIKLMNPQRSTVWYX*", Modality.RNA: "ACGUN",
              Modality.DNA: "ACGTN"}
@@ -30,7 +30,7 @@ INFOS = {m: EncoderInfo(name="onehot", modality=m, family="onehot", source="buil
          for m, a in ALPHABETS.items()}
 
 
-class OneHotEncoder(Encoder):
+class OneHotEncoder(WeightlessEncoder):
     def __init__(self, request: EncoderRequest):
         self.request = request
         self.info = INFOS[request.modality]
@@ -38,20 +38,6 @@ class OneHotEncoder(Encoder):
         self._index = {c: i for i, c in enumerate(alphabet)}
         self._unknown = self._index[_UNKNOWN[request.modality]]
         self.tokenizer_settings = {"alphabet": alphabet}
-
-    def resolved_layer(self) -> int:
-        return 0
-
-    def fingerprint(self):
-        """One-hot vectors depend on nothing but the alphabet: not on dtype, layer or windows."""
-        from biofuse.cache import Fingerprint
-
-        return Fingerprint(model_id=self.info.model_id, revision="none", layer=0,
-                           compute_dtype="none", long_policy="none",
-                           tokenizer=self.tokenizer_settings, **self.reader_fields())
-
-    def weights_id(self) -> str:
-        return "none"
 
     def tokenize(self, sequence: str) -> list[int]:
         return [self._index.get(c, self._unknown) for c in sequence]

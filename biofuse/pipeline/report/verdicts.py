@@ -55,44 +55,38 @@ def _against(ours: float | None, theirs: float | None, sd: float | None) -> str:
     return f"**below it by more than one standard deviation** ({ours - theirs:+.3f}, sd {sd:.3f})"
 
 
-def fusion_vs_single(rows: pl.DataFrame) -> str | None:
-    """One dataset's answer to "does fusing beat the modalities alone?": the fusion and the
-    single modality each chosen on validation (among fully completed configurations), compared
-    on validation and test against the single modality's mean minus its standard deviation
-    over seeds. None when the table lacks either kind."""
-    fusion = best_on_validation(rows, FUSIONS_ONLY)
-    single = best_on_validation(rows, SINGLES_ONLY)
-    if fusion is None or single is None:
+def _verdict(rows: pl.DataFrame, ours: pl.Expr, theirs: pl.Expr, title: str, our_kind: str,
+             their_kind: str, heads: bool = False) -> str | None:
+    """``title``: the best of ``ours`` on validation against the best of ``theirs`` on
+    validation, on validation and test, against the latter's mean minus one sd; None when the
+    table lacks either side."""
+    a, b = best_on_validation(rows, ours), best_on_validation(rows, theirs)
+    if a is None or b is None:
         return None
-    return (f"Fusion against the modalities alone: the best fusion on validation, "
-            f"**{_describe(fusion)}** ({pm(fusion['val_mean'], fusion['val_std'])} validation, "
-            f"{pm(fusion['test_mean'], fusion['test_std'])} test), against the best single "
-            f"modality on validation, {_describe(single)} "
-            f"({pm(single['val_mean'], single['val_std'])}, "
-            f"{pm(single['test_mean'], single['test_std'])}): validation "
-            f"{_against(fusion['val_mean'], single['val_mean'], single['val_std'])}; test "
-            f"{_against(fusion['test_mean'], single['test_mean'], single['test_std'])}.")
+
+    def named(r: dict[str, Any]) -> str:
+        return _describe(r) + (f", {r['head']}" if heads else "")
+
+    return (f"{title}: the best {our_kind} on validation, **{named(a)}** "
+            f"({pm(a['val_mean'], a['val_std'])} validation, {pm(a['test_mean'], a['test_std'])} "
+            f"test), against the best {their_kind} on validation, {named(b)} "
+            f"({pm(b['val_mean'], b['val_std'])}, {pm(b['test_mean'], b['test_std'])}): "
+            f"validation {_against(a['val_mean'], b['val_mean'], b['val_std'])}; test "
+            f"{_against(a['test_mean'], b['test_mean'], b['test_std'])}.")
 
 
+def fusion_vs_single(rows: pl.DataFrame) -> str | None:
+    """"Does fusing beat the modalities alone?": the best (deep) fusion against the best single
+    modality."""
+    return _verdict(rows, FUSIONS_ONLY, SINGLES_ONLY, "Fusion against the modalities alone",
+                    "fusion", "single modality")
 
 
 def deep_vs_baseline(rows: pl.DataFrame) -> str | None:
-    """One dataset's answer to "is the deep model worth it?": the deep model (fusion, single
-    modality or finetune) and the baseline (a scikit-learn probe) each chosen on validation,
-    compared on validation and test against the baseline's mean minus its standard deviation.
-    None when the table lacks either kind."""
-    deep = best_on_validation(rows, DEEP)
-    baseline = best_on_validation(rows, BASELINES)
-    if deep is None or baseline is None:
-        return None
-    return (f"The best deep model against the best baseline: **{_describe(deep)}**, "
-            f"{deep['head']} ({pm(deep['val_mean'], deep['val_std'])} validation, "
-            f"{pm(deep['test_mean'], deep['test_std'])} test), against "
-            f"{_describe(baseline)}, {baseline['head']} "
-            f"({pm(baseline['val_mean'], baseline['val_std'])}, "
-            f"{pm(baseline['test_mean'], baseline['test_std'])}): validation "
-            f"{_against(deep['val_mean'], baseline['val_mean'], baseline['val_std'])}; test "
-            f"{_against(deep['test_mean'], baseline['test_mean'], baseline['test_std'])}.")
+    """"Is the deep model worth it?": the best deep model (fusion, single modality or finetune)
+    against the best baseline (a scikit-learn probe)."""
+    return _verdict(rows, DEEP, BASELINES, "The deep model against the baseline", "deep model",
+                    "baseline", heads=True)
 
 
 def verdicts(rows: pl.DataFrame) -> list[str]:
