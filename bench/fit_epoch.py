@@ -54,10 +54,21 @@ TABLES = {
 }
 ENCODERS = {Modality.DNA: "onehot", Modality.RNA: "onehot_codon", Modality.PROTEIN: "onehot"}
 OPTIONS = {"mil": {"dim": 128, "entropy_weight": 0.0}}
+#: biofuse 0.6's defaults, measured beside today's in the same run: 256-wide attention and
+#: projections, nucleotide one-hot DNA one token per nucleotide in the unaligned methods
+BEFORE = {"xattn@0.6": ("xattn", {"dim": 256}),
+          "isoformer@0.6": ("isoformer", {"dim": 256, "nucleotide_tokens": True}),
+          "seqconcat@0.6": ("seqconcat", {"dim": 256, "nucleotide_tokens": True})}
 
 
-def epoch(fusion: str, ds, inputs, dtype: str, budget: float) -> dict:
+def method(name: str) -> tuple[str, dict]:
+    """A fusion name, or one of BEFORE's: the registered fusion and its options."""
+    return BEFORE.get(name, (name, OPTIONS.get(name, {})))
+
+
+def epoch(name: str, ds, inputs, dtype: str, budget: float) -> dict:
     """Time one training epoch (or a proportional sample of it) and count its FLOPs."""
+    fusion, options = method(name)
     fusion_cls = FUSIONS[fusion]
     mods = ((Modality.PROTEIN,) if fusion == "none" else tuple(ENCODERS))
     targets = make_targets(ds)
@@ -68,7 +79,7 @@ def epoch(fusion: str, ds, inputs, dtype: str, budget: float) -> dict:
     cfg = ModelConfig(tuple(map(str, mods)), {str(m): inputs.tables[m].dim for m in mods},
                       {str(m): inputs.tables[m].nt_per_token for m in mods}, fusion, "textcnn",
                       targets.n_outputs,
-                      dict(from_dict(fusion_cls.Options, OPTIONS.get(fusion, {})).__dict__))
+                      dict(from_dict(fusion_cls.Options, options).__dict__))
     torch.manual_seed(0)
     model = FusionModel(cfg)
     opt = torch.optim.Adam(model.parameters(), lr=fusion_cls.lr)
@@ -115,7 +126,8 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cache", type=Path, required=True)
     ap.add_argument("--tables", default="cov_vac,mrfp,mlos")
-    ap.add_argument("--fusions", default=",".join(sorted(FUSIONS)))
+    ap.add_argument("--fusions", default=",".join(sorted(FUSIONS)),
+                    help=f"comma-separated; also {', '.join(BEFORE)} (0.6's defaults)")
     ap.add_argument("--dtypes", default="fp32,bf16")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--budget", type=float, default=20.0,
@@ -134,7 +146,7 @@ def main(argv=None) -> None:
         spec = TABLES[table]
         ds = load_dataset(DataSpec(**{**spec, "path": str(spec["path"])}))
         for fusion in args.fusions.split(","):
-            aligned = FUSIONS[fusion].aligned
+            aligned = FUSIONS[method(fusion)[0]].aligned
             mods = {Modality.PROTEIN: "onehot"} if fusion == "none" else ENCODERS
             inputs = load_inputs(ds, mods, args.cache, aligned=aligned,
                                  extract_hint=lambda m, e: "biofuse run docs/examples/"
@@ -165,7 +177,7 @@ def profile(run: dict, cache: Path) -> dict:
     spec = TABLES[run["table"]]
     ds = load_dataset(DataSpec(**{**spec, "path": str(spec["path"])}))
     mods = {Modality.PROTEIN: "onehot"} if run["fusion"] == "none" else ENCODERS
-    inputs = load_inputs(ds, mods, cache, aligned=FUSIONS[run["fusion"]].aligned,
+    inputs = load_inputs(ds, mods, cache, aligned=FUSIONS[method(run["fusion"])[0]].aligned,
                          extract_hint=lambda m, e: "")
     torch.set_num_threads(run["threads"])
     with torch_profile(activities=[ProfilerActivity.CPU]) as prof:

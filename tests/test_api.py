@@ -138,7 +138,7 @@ BAD_FIT = [
     (["--entropy-weights", "0,-1"], "must be non-negative"),
     (["--entropy-weights", "nan"], "must be non-negative"),
     (["--threads", "0"], "--threads 0"),
-    (["--fusion", "xattn", "--xattn-heads", "3"], "does not divide"),
+    (["--fusion", "xattn", "--xattn-heads", "3", "--xattn-dim", "256"], "does not divide"),
     (["--fusion", "mil", "--mil-dim", "0"], "--mil-dim 0"),
 ]
 

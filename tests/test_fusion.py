@@ -15,6 +15,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 from biofuse.fusion import FUSIONS  # noqa: E402
 from biofuse.fusion.align import Aligner, Upsample6mer, codon_pool  # noqa: E402
+from biofuse.fusion.base import codon_patches, shared_width  # noqa: E402
 from biofuse.fusion.model import FusionModel, ModelConfig  # noqa: E402
 from biofuse.heads import NETWORK_HEADS  # noqa: E402
 
@@ -134,6 +135,39 @@ def test_codon_pool_and_upsample():
     up = Upsample6mer(4)
     y, m = up(torch.randn(2, 5, 4), torch.ones(2, 5, dtype=torch.bool))
     assert y.shape == (2, 10, 4) and m.all()  # two codons per 6-mer
+
+
+def test_codon_patches_stack_tokens_in_order_and_keep_the_mask():
+    x = torch.arange(1, 8, dtype=torch.float32).view(1, 7, 1)
+    mask = torch.tensor([[True] * 5 + [False] * 2])
+    patches, m = codon_patches(x, mask, 3)
+    assert patches[0].tolist() == [[1.0, 2.0, 3.0], [4.0, 5.0, 0.0], [0.0, 0.0, 0.0]]
+    assert m.tolist() == [[True, True, False]]
+
+
+def test_the_shared_width_follows_the_inputs_unless_given():
+    onehot = {"dna": 15, "rna": 65, "protein": 21}  # DNA's one-hot, 3 nucleotides per patch
+    assert shared_width(None, onehot, 4) == 68 and shared_width(None, onehot, 8) == 72
+    assert shared_width(None, {"protein": 1280, "rna": 640}, 8) == 256
+    assert shared_width(None, {"protein": 1280}, 12) == 252  # a multiple of the heads
+    assert shared_width(96, onehot, 8) == 96
+
+
+@pytest.mark.parametrize("fusion", ["isoformer", "seqconcat"])
+def test_unaligned_methods_see_codon_patches_unless_told_to_keep_nucleotides(fusion):
+    cfg = config(fusion, "meanlinear")
+    model = FusionModel(cfg)
+    assert model.patch == {"rna": 3}  # NT: rna is 1 nucleotide per token here
+    assert model.fusion.proj["rna"].in_features == 3 * DIMS["rna"]
+    kept = FusionModel(ModelConfig(**{**cfg.__dict__, "fusion_options": {
+        **cfg.fusion_options, "nucleotide_tokens": True}}))
+    assert kept.patch == {} and kept.fusion.proj["rna"].in_features == DIMS["rna"]
+    feats, masks, present, grid = make_batch([4, 6], cfg.modalities)
+    _, fused = model(feats, masks, present, grid)
+    _, fused_kept = kept(feats, masks, present, grid)
+    # 4 and 6 codons: DNA (6-mers) 2 and 3 tokens, RNA 4 and 6 patches, protein 4 and 6
+    assert fused.mask.sum(1).tolist() == [10, 15]
+    assert fused_kept.mask.sum(1).tolist() == [18, 27]
 
 
 @pytest.mark.parametrize("layer_norm", [False, True])

@@ -74,3 +74,26 @@ def test_watching_beats_while_a_fit_runs_in_process_and_stops_after(tmp_path):
         assert beating
     assert any(line.startswith("  cov_vac run: epoch 1:") for line in lines)
     assert not any(t.is_alive() for t in beating)  # the heartbeat ended with the fit
+
+
+def test_eta_weighs_each_fit_left_by_the_fits_most_like_it(tmp_path):
+    """A grid of two cheap fits and two dear ones (another seed of each finished): the ETA is
+    what the two left should take, not finished fits per second."""
+    def planned(name, fusion, config):
+        return SimpleNamespace(task=SimpleNamespace(dataset="mrfp", options={"fusion": fusion}),
+                               run_dir=tmp_path / name, config_id=config)
+
+    cheap0, cheap1 = planned("c0", "concat", "c"), planned("c1", "concat", "c")
+    dear0, dear1 = planned("i0", "isoformer", "i"), planned("i1", "isoformer", "i")
+    other = planned("x0", "xattn", "x")  # nothing like it finished: its dataset's mean
+    lines: list[str] = []
+    bar = FitProgress(total=5, parallel=1, echo=lines.append,
+                      fits=[cheap0, dear0, cheap1, dear1, other])
+    bar.finished(cheap0, {"status": "complete", "seconds": 30.0, "metrics": {}})
+    bar.finished(dear0, {"status": "complete", "seconds": 3000.0, "metrics": {}})
+    assert bar.expected(cheap1) == 30.0 and bar.expected(dear1) == 3000.0
+    assert bar.expected(other) == 1515.0
+    assert bar.eta(3) == 30.0 + 3000.0 + 1515.0
+    assert lines[-1].endswith("3 left, ETA 1h 15m")
+    bar.parallel = 2
+    assert bar.eta(3) == (30.0 + 3000.0 + 1515.0) / 2

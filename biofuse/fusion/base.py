@@ -30,16 +30,30 @@ class AttentionOptions:
     """Options of the attention-based methods (each sets its prefix and default heads)."""
 
     prefix = ""
-    dim: int = option(256, "Shared width every modality is projected to.", min=1)
+    dim: int | None = option(None, "Shared width every modality is projected to. Default: the "
+                             "widest input's width rounded up to a multiple of the heads, at most "
+                             "256 (256 for any pretrained encoder; 68-72 for one-hot inputs).",
+                             min=1)
     heads: int = option(4, "Attention heads (must divide the width).", min=1)
     dropout: float = option(0.1, "Attention dropout.", min=0, max=0.95)
 
     def __post_init__(self) -> None:
         check(self, self.prefix)
-        if self.dim % self.heads:
+        if self.dim is not None and self.dim % self.heads:
             raise ConfigError(f"--{self.prefix}heads {self.heads} does not divide "
                               f"--{self.prefix}dim {self.dim}.",
                               "Pick a head count that divides the width.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TokenOptions:
+    """The option of the methods that keep each modality's own tokens (``aligned = False``)."""
+
+    nucleotide_tokens: bool = option(
+        False, "Keep tokens finer than a codon (a nucleotide one-hot's, RNA-FM's) one per "
+        "nucleotide, as biofuse 0.6 did. By default every 3 are stacked into one codon-sized "
+        "patch before the projection: a third of the tokens, each seeing a whole codon "
+        "(IsoFormer's own encoders have no token finer than a 6-mer).")
 
 
 class Fusion(nn.Module):
@@ -61,6 +75,29 @@ class Fusion(nn.Module):
         self.modalities = sorted(dims)
         self.dims = dict(dims)
         self.options = options if options is not None else self.Options()
+
+
+def shared_width(dim: int | None, dims: dict[str, int], multiple: int = 1) -> int:
+    """The width every modality is projected to: ``dim`` when given, else the widest input's
+    width rounded up to a multiple of ``multiple`` (the heads), at most 256. BioLangFusion's and
+    IsoFormer's 256-600 are for 640-3,072-wide pretrained embeddings; projecting a 5-65-wide
+    one-hot to 256 multiplies the attention's and the head's cost by up to 15 for nothing
+    (docs/fit.md, "The attention fusions' width")."""
+    if dim is not None:
+        return dim
+    widest = -(-max(dims.values()) // multiple) * multiple
+    return min(widest, 256 // multiple * multiple)
+
+
+def codon_patches(x: torch.Tensor, mask: torch.Tensor, k: int
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack runs of ``k`` tokens into one: x [B, T, D] -> [B, ceil(T/k), k*D], in order (the
+    last patch zero-padded); a patch is valid when any of its tokens is."""
+    b, t, d = x.shape
+    pad = (-t) % k
+    x = nn.functional.pad(x * mask[..., None], (0, 0, 0, pad))
+    mask = nn.functional.pad(mask, (0, pad), value=False)
+    return x.reshape(b, -1, k * d), mask.view(b, -1, k).any(2)
 
 
 def compact(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from biofuse.fusion.base import AttentionOptions, Fusion, FusionOutput, compact
+from biofuse.fusion.base import (AttentionOptions, Fusion, FusionOutput, TokenOptions, compact,
+                                 shared_width)
 from biofuse.options import same_option
 
 
 @dataclass(frozen=True, kw_only=True)
-class IsoformerOptions(AttentionOptions):
+class IsoformerOptions(AttentionOptions, TokenOptions):
     prefix = "isoformer-"
     heads: int = same_option(AttentionOptions, "heads", 8)  # IsoFormer's 8
 
@@ -29,7 +30,8 @@ class IsoFormerAggregation(Fusion):
 
     def __init__(self, dims: dict[str, int], options: IsoformerOptions | None = None):
         super().__init__(dims, options)
-        dim, heads, dropout = self.options.dim, self.options.heads, self.options.dropout
+        heads, dropout = self.options.heads, self.options.dropout
+        dim = shared_width(self.options.dim, dims, heads)
         self.proj = nn.ModuleDict({m: nn.Linear(dims[m], dim) for m in self.modalities})
         self.cross = nn.ModuleDict({
             f"{q}->{k}": nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)

@@ -12,7 +12,7 @@ from torch import nn
 
 from biofuse.fusion import FUSIONS
 from biofuse.fusion.align import Aligner
-from biofuse.fusion.base import FusionOutput
+from biofuse.fusion.base import FusionOutput, codon_patches
 from biofuse.heads import HEADS
 from biofuse.options import canonical_names, from_dict
 
@@ -50,7 +50,13 @@ class FusionModel(nn.Module):
         fusion_options = from_dict(fusion_cls.Options, config.fusion_options,
                                    fusion_cls.Options.prefix)
         head_options = from_dict(head_cls.Options, config.head_options, head_cls.Options.prefix)
-        self.fusion = fusion_cls(dims, fusion_options)
+        #: modality -> tokens stacked per patch, for methods that keep each modality's tokens
+        #: and group those finer than a codon (unless ``nucleotide_tokens``)
+        self.patch = ({m: 3 for m in config.modalities if config.nt_per_token[m] == 1}
+                      if not fusion_cls.aligned
+                      and not getattr(fusion_options, "nucleotide_tokens", True) else {})
+        self.fusion = fusion_cls({m: d * self.patch.get(m, 1) for m, d in dims.items()},
+                                 fusion_options)
         self.aligner = (Aligner({m: config.nt_per_token[m] for m in config.modalities}, dims)
                         if self.fusion.aligned else None)
         self.head = head_cls(self.fusion.out_dim, config.n_outputs, head_options)
@@ -62,5 +68,9 @@ class FusionModel(nn.Module):
         if self.aligner is not None:
             feats, grid_mask = self.aligner(feats, masks, grid)
             masks = {m: grid_mask for m in feats}
+        if self.patch:
+            feats, masks = dict(feats), dict(masks)
+            for m, k in self.patch.items():
+                feats[m], masks[m] = codon_patches(feats[m], masks[m], k)
         fused = self.fusion(feats, masks, present)
         return self.head(fused.x, fused.mask), fused  # [B, n_outputs]

@@ -9,14 +9,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from biofuse.fusion.base import Fusion, FusionOutput, compact
+from biofuse.fusion.base import Fusion, FusionOutput, TokenOptions, compact, shared_width
 from biofuse.options import check, option
 
 
 @dataclass(frozen=True, kw_only=True)
-class SeqconcatOptions:
+class SeqconcatOptions(TokenOptions):
     prefix = "seqconcat-"
-    dim: int = option(256, "Shared width every modality is projected to.", min=1)
+    dim: int | None = option(None, "Shared width every modality is projected to. Default: the "
+                             "widest input's width, at most 256.", min=1)
 
     def __post_init__(self) -> None:
         check(self, self.prefix)
@@ -28,7 +29,7 @@ class SequenceConcat(Fusion):
 
     def __init__(self, dims: dict[str, int], options: SeqconcatOptions | None = None):
         super().__init__(dims, options)
-        dim = self.options.dim
+        dim = shared_width(self.options.dim, dims)
         self.proj = nn.ModuleDict({m: nn.Linear(dims[m], dim) for m in self.modalities})
         self.out_dim = dim
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from biofuse.fusion.base import AttentionOptions, Fusion, FusionOutput
+from biofuse.fusion.base import AttentionOptions, Fusion, FusionOutput, shared_width
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -26,7 +26,8 @@ class CrossModalAttention(Fusion):
 
     def __init__(self, dims: dict[str, int], options: XattnOptions | None = None):
         super().__init__(dims, options)
-        dim, heads, dropout = self.options.dim, self.options.heads, self.options.dropout
+        heads, dropout = self.options.heads, self.options.dropout
+        dim = shared_width(self.options.dim, dims, heads)
         self.proj = nn.ModuleDict({m: nn.Linear(dims[m], dim) for m in self.modalities})
         self.attn = nn.ModuleDict({m: nn.MultiheadAttention(dim, heads, dropout=dropout,
                                                             batch_first=True)

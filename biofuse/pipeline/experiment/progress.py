@@ -26,17 +26,44 @@ MTIME_SLACK = 2.0
 
 @dataclass
 class FitProgress:
-    """fits done / running / failed / left and the ETA, on stderr."""
+    """fits done / running / failed / left and the ETA, on stderr.
+
+    With ``fits`` (the grid's fits), the ETA is the sum of what each fit still to finish should
+    take, divided by the fits run at a time: a fit's time is estimated from the finished fits
+    most like it (its other seeds; else the same dataset and fusion; else the same dataset;
+    else every finished fit). A grid mixes fits of 30 s and of an hour (an attention fusion on
+    long rows), so finished fits per second would be off by that ratio. Without ``fits``, elapsed
+    time per finished fit."""
 
     total: int
     parallel: int
     echo: Echo
+    fits: list[Any] = field(default_factory=list)
     done: int = 0
     failed: int = 0
     start: float = field(default_factory=time.perf_counter)
     wall_start: float = field(default_factory=time.time)
+    took: dict[int, float] = field(default_factory=dict)  # id(fit) -> seconds, finished fits
+
+    def eta(self, left: int) -> float:
+        elapsed = time.perf_counter() - self.start
+        if not self.fits or not self.took:
+            return elapsed / max(1, self.done + self.failed) * left
+        ahead = [f for f in self.fits if id(f) not in self.took]
+        return sum(map(self.expected, ahead)) / max(1, min(self.parallel, len(ahead)))
+
+    def expected(self, fit: Any) -> float:
+        """Seconds ``fit`` should take, from the finished fits most like it."""
+        for same in (_config, _fusion, _dataset, lambda f: None):
+            key = same(fit)
+            like = [s for f in self.fits if id(f) in self.took and same(f) == key
+                    for s in (self.took[id(f)],)]
+            if like:
+                return sum(like) / len(like)
+        return 0.0
 
     def finished(self, fit: Any, record: dict) -> None:
+        self.took[id(fit)] = float(record.get("seconds") or 0.0)
         if record["status"] == "failed":
             self.failed += 1
             what = f"FAILED: {record['error'].splitlines()[0]}"
@@ -49,7 +76,7 @@ class FitProgress:
         left = self.total - self.done - self.failed
         running = min(self.parallel, left)
         elapsed = time.perf_counter() - self.start
-        eta = elapsed / (self.done + self.failed) * left if left else 0.0
+        eta = self.eta(left) if left else 0.0
         self.echo(f"fit {fit.task.dataset} {fit.run_dir.name}: {what} | fits {self.done} done, "
                   f"{running} running, {self.failed} failed, {left} left"
                   + (f", ETA {_duration(eta)}" if left else f", {_duration(elapsed)} in all"))
@@ -82,6 +109,19 @@ class FitProgress:
         finally:
             stop.set()
             thread.join()
+
+
+def _config(fit: Any) -> Any:
+    return getattr(fit, "config_id", None)
+
+
+def _dataset(fit: Any) -> Any:
+    return getattr(fit.task, "dataset", None)
+
+
+def _fusion(fit: Any) -> Any:
+    options = getattr(fit.task, "options", {}) or {}
+    return (_dataset(fit), options.get("fusion"), options.get("head"))
 
 
 def epoch_line(log: Path, since: float) -> str | None:

@@ -133,7 +133,7 @@ def fit_stage(plan: ExperimentPlan, *, workers: int | None, scheduler: str | Non
     if scheduler is None and n_workers == 1:
         echo(f"fits: {len(todo)} to run one after another in this process, {threads} torch "
              f"thread(s) each ({n_cores} cores; --workers N runs N at a time on Dask)")
-        bar = FitProgress(len(todo), 1, echo)
+        bar = FitProgress(len(todo), 1, echo, fits=list(todo))
         for fit, a in zip(todo, args):
             if stop_after is not None and len(records) >= stop_after:
                 raise KeyboardInterrupt
@@ -169,7 +169,7 @@ def _dask_fits(todo, args, n_workers, threads, n_cores, scheduler, echo, records
 
         cluster = local_cluster(n_workers, "cpu")  # fits train on the CPU
         client = Client(cluster)
-    bar = FitProgress(len(todo), n_workers, echo)
+    bar = FitProgress(len(todo), n_workers, echo, fits=list(todo))
     try:
         futures = {client.submit(run_fit_task, *a, pure=False, key=f"fit-{f.run_id[:16]}"): f
                    for f, a in zip(todo, args)}
