@@ -66,8 +66,9 @@ def method(name: str) -> tuple[str, dict]:
     return BEFORE.get(name, (name, OPTIONS.get(name, {})))
 
 
-def epoch(name: str, ds, inputs, dtype: str, budget: float) -> dict:
-    """Time one training epoch (or a proportional sample of it) and count its FLOPs."""
+def epoch(name: str, ds, inputs, dtype: str, budget: float, count: bool = True) -> dict:
+    """Time one training epoch (or a proportional sample of it) and count its FLOPs (unless
+    ``count`` is False: the counter's dispatch would swamp a profile)."""
     fusion, options = method(name)
     fusion_cls = FUSIONS[fusion]
     mods = ((Modality.PROTEIN,) if fusion == "none" else tuple(ENCODERS))
@@ -111,7 +112,7 @@ def epoch(name: str, ds, inputs, dtype: str, budget: float) -> dict:
         if spent > budget and k >= 8:
             break
     flops = 0
-    for i in timed:
+    for i in timed if count else ():
         counter = FlopCounterMode(display=False)
         with counter:
             step(batches[i])
@@ -119,7 +120,8 @@ def epoch(name: str, ds, inputs, dtype: str, budget: float) -> dict:
     share = len(timed) / len(batches)
     return {"batches": len(batches), "timed_batches": len(timed),
             "seconds_per_epoch": spent / share, "flops_per_epoch": flops / share,
-            "achieved_tflops": flops / spent / 1e12, "sampled": share < 1}
+            "achieved_tflops": flops / spent / 1e12, "sampled": share < 1,
+            "tokens_per_row": float(lengths[train].mean())}
 
 
 def main(argv=None) -> None:
@@ -181,7 +183,7 @@ def profile(run: dict, cache: Path) -> dict:
                          extract_hint=lambda m, e: "")
     torch.set_num_threads(run["threads"])
     with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
-        epoch(run["fusion"], ds, inputs, run["dtype"], budget=5.0)
+        epoch(run["fusion"], ds, inputs, run["dtype"], budget=5.0, count=False)
     rows = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:15]
     total = sum(e.self_cpu_time_total for e in prof.key_averages())
     return {"configuration": {k: run[k] for k in ("table", "fusion", "dtype", "threads")},

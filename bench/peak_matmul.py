@@ -11,15 +11,22 @@ from pathlib import Path
 import torch
 
 
-def peak(dtype: torch.dtype, n: int = 2048, reps: int = 10, rounds: int = 3) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    a @ b
+def peak(dtype: torch.dtype, sizes: tuple[int, ...] = (512, 1024, 2048), seconds: float = 0.5,
+         rounds: int = 3) -> float:
+    """The best FLOP/s of square matmuls over ``sizes`` (the fastest size differs by CPU and
+    thread count), each timed over ``rounds`` runs of about ``seconds``."""
     best = 0.0
-    for _ in range(rounds):
+    for n in sizes:
+        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+        a @ b
         t = time.perf_counter()
-        for _ in range(reps):
-            a @ b
-        best = max(best, 2 * n**3 * reps / (time.perf_counter() - t))
+        a @ b
+        reps = max(1, int(seconds / max(time.perf_counter() - t, 1e-6)))
+        for _ in range(rounds):
+            t = time.perf_counter()
+            for _ in range(reps):
+                a @ b
+            best = max(best, 2 * n**3 * reps / (time.perf_counter() - t))
     return best
 
 

@@ -230,12 +230,15 @@ def embeddings(data: str | Path | DataSpec | Dataset, *, modality: str, encoder:
 
 
 def plan(experiment: str | Path, *, out: str | Path | None = None,
-         cache: str | Path | None = None):
+         cache: str | Path | None = None, track: str | None = None):
     """Validate an experiment file (every problem at once, as one
     :class:`~biofuse.pipeline.experiment.ExperimentError`) and say what running it would do:
     per encoder the sequences to compute vs cached, the fits to run vs already finished.
-    Computes nothing."""
+    ``track`` is checked as :func:`run` would. Computes nothing."""
     from biofuse.pipeline.experiment import load_experiment, make_plan
+    from biofuse.pipeline.experiment.track import parse_track
+
+    parse_track(track)
 
     return make_plan(load_experiment(path_arg("experiment", experiment),
                                      out=path_arg("out", out, optional=True),
@@ -244,23 +247,28 @@ def plan(experiment: str | Path, *, out: str | Path | None = None,
 
 def run(experiment: str | Path, *, out: str | Path | None = None,
         cache: str | Path | None = None, workers: int | None = None,
-        scheduler: str | None = None, progress: bool = True, echo: Echo = _quiet):
+        scheduler: str | None = None, track: str | None = None, progress: bool = True,
+        echo: Echo = _quiet):
     """Run an experiment file: validate it, extract what its encoders lack (each once over every
     dataset), run its fits in parallel (a local Dask cluster of ``workers``, or the cluster at
     ``scheduler``), skip fits already finished, and write ``results.parquet/.csv/.md`` to its
-    output folder. Returns an :class:`~biofuse.pipeline.experiment.ExperimentResult` (``results``:
-    one row per configuration; ``failed``: fits that failed, with their errors)."""
+    output folder. ``track``: ``"mlflow"`` or ``"mlflow:URI"`` logs every finished fit to MLflow
+    (one MLflow run per fit). Returns an :class:`~biofuse.pipeline.experiment.ExperimentResult`
+    (``results``: one row per configuration; ``failed``: fits that failed, with their
+    errors)."""
     from biofuse.pipeline.encoders import check_workers
     from biofuse.pipeline.experiment import load_experiment, run_experiment
+    from biofuse.pipeline.experiment.track import parse_track
     from biofuse.pipeline.extract.distributed import check_scheduler
 
     check_workers(int_arg("workers", workers, 1, optional=True), "cpu")  # before any work
     check_scheduler(scheduler)
+    tracking = parse_track(track)
     exp = load_experiment(path_arg("experiment", experiment),
                           out=path_arg("out", out, optional=True),
                           cache=path_arg("cache", cache, optional=True))
     return run_experiment(exp, workers=workers, scheduler=scheduler, progress=progress,
-                          echo=echo)
+                          echo=echo, track=tracking)
 
 
 def report(inputs: str | Path | list[str | Path], *, out: str | Path,

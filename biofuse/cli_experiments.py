@@ -27,10 +27,15 @@ import click
               "fit at a time in this process (faster there, docs/experiments.md).")
 @click.option("--scheduler", help="Run the fits (and extraction) on the Dask cluster at this "
               "address (tcp://HOST:PORT); its workers must see the cache and --out.")
+@click.option("--track", metavar="mlflow[:URI]",
+              help="Log every fit to MLflow: one MLflow run per fit with its options, epoch "
+              "metrics, scores and files. `mlflow` alone: a SQLite store in the current "
+              "directory (mlflow.db, artifacts in ./mlruns), what `mlflow ui` opens there; "
+              "`mlflow:URI` any tracking URI. Needs the `mlflow` extra.")
 @click.option("--dry-run", is_flag=True, help="Validate and print the plan; compute nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan or the results as JSON.")
 def run(experiment: str, out: str | None, cache_dir: str | None, workers: int | None,
-        scheduler: str | None, dry_run: bool, as_json: bool) -> None:
+        scheduler: str | None, track: str | None, dry_run: bool, as_json: bool) -> None:
     """Run the grid of EXPERIMENT.toml: datasets x encoders x fusions x heads x options x
     seeds. Extracts what the cache lacks (each encoder once over every dataset), runs the fits
     in parallel, skips fits already finished (kill and re-run to resume; add a dataset or a
@@ -43,6 +48,7 @@ def run(experiment: str, out: str | None, cache_dir: str | None, workers: int | 
     Example:
       biofuse run experiment.toml --dry-run
       biofuse run experiment.toml --workers 2
+      biofuse run experiment.toml --track mlflow && mlflow ui
       biofuse report experiment/ --out report/
     """
     from biofuse import api
@@ -53,11 +59,11 @@ def run(experiment: str, out: str | None, cache_dir: str | None, workers: int | 
         raise ConfigError("--workers and --scheduler exclude each other.",
                           "Use --workers N for a local cluster, or --scheduler ADDRESS.")
     if dry_run:
-        plan = api.plan(experiment, out=out, cache=cache_dir)
+        plan = api.plan(experiment, out=out, cache=cache_dir, track=track)
         click.echo(json.dumps(plan.to_dict(), indent=2) if as_json else "\n".join(plan.format()))
         return
     result = api.run(experiment, out=out, cache=cache_dir, workers=workers, scheduler=scheduler,
-                     progress=not as_json, echo=lambda s: click.echo(s, err=True))
+                     track=track, progress=not as_json, echo=lambda s: click.echo(s, err=True))
     if as_json:
         click.echo(result.results.write_json() if not result.results.is_empty() else "[]")
     else:

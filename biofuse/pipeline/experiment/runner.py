@@ -35,6 +35,7 @@ from biofuse.pipeline.experiment.file import Experiment
 from biofuse.pipeline.experiment.plan import ExperimentPlan, PlannedFit, make_plan
 from biofuse.pipeline.experiment.progress import FitProgress
 from biofuse.pipeline.experiment.tasks import Task
+from biofuse.pipeline.experiment.track import MlflowTracker, TrackSpec, make_tracker
 
 Echo = Callable[[str], None]
 ERROR = "error.txt"
@@ -114,9 +115,10 @@ def run_fit_task(spec: dict, options: dict, cache: str, run_dir: str, kind: str 
 
 
 def fit_stage(plan: ExperimentPlan, *, workers: int | None, scheduler: str | None, echo: Echo,
-              stop_after: int | None = None) -> list[tuple[PlannedFit, dict]]:
+              stop_after: int | None = None, tracker: MlflowTracker | None = None
+              ) -> list[tuple[PlannedFit, dict]]:
     """Run every unfinished fit; returns (fit, record) for each one run. ``stop_after``
-    interrupts after that many fits (tests of resuming)."""
+    interrupts after that many fits (tests of resuming); ``tracker`` logs each finished fit."""
     todo = plan.todo
     if not todo:
         return []
@@ -143,12 +145,18 @@ def fit_stage(plan: ExperimentPlan, *, workers: int | None, scheduler: str | Non
                     else None)
             records.append((fit, record))
             bar.finished(fit, record)
+            _track(tracker, fit, record)
             _stop_on_the_machine(record)
         return records
-    return _dask_fits(todo, args, n_workers, threads, n_cores, scheduler, echo, records)
+    return _dask_fits(todo, args, n_workers, threads, n_cores, scheduler, echo, records, tracker)
 
 
-def _dask_fits(todo, args, n_workers, threads, n_cores, scheduler, echo, records):
+def _track(tracker: MlflowTracker | None, fit: PlannedFit, record: dict) -> None:
+    if tracker is not None and record["status"] == "complete":
+        tracker.log([fit])
+
+
+def _dask_fits(todo, args, n_workers, threads, n_cores, scheduler, echo, records, tracker):
     try:
         from distributed import Client, wait
     except ImportError as exc:  # pragma: no cover — a dependency of biofuse
@@ -190,6 +198,7 @@ def _dask_fits(todo, args, n_workers, threads, n_cores, scheduler, echo, records
                                        f"{type(exc).__name__}: {exc}"}
                 records.append((fit, record))
                 bar.finished(fit, record)
+                _track(tracker, fit, record)
                 if record.get("environment"):
                     client.cancel(list(pending))
                     _stop_on_the_machine(record)
@@ -235,17 +244,18 @@ class ExperimentResult:
 
 def run_experiment(exp: Experiment, *, workers: int | None = None,
                    scheduler: str | None = None, progress: bool = True,
-                   echo: Echo = lambda s: None, stop_after: int | None = None
-                   ) -> ExperimentResult:
+                   echo: Echo = lambda s: None, stop_after: int | None = None,
+                   track: TrackSpec | None = None) -> ExperimentResult:
     """Extract, fit, collect: the whole of `biofuse run` after validation; one at a time per
-    output folder."""
+    output folder. ``track``: log every finished fit to a tracker (:mod:`track`)."""
     with exclusive(exp.out, "running an experiment",
                    "Wait for it to finish (a later run skips the fits it finished), or pass "
                    "another --out."):
-        return _run(exp, workers, scheduler, progress, echo, stop_after)
+        return _run(exp, workers, scheduler, progress, echo, stop_after, track)
 
 
-def _run(exp: Experiment, workers, scheduler, progress, echo, stop_after) -> ExperimentResult:
+def _run(exp: Experiment, workers, scheduler, progress, echo, stop_after,
+         track: TrackSpec | None = None) -> ExperimentResult:
     from biofuse.pipeline.report import results
 
     (exp.out / "experiment.toml").write_text(exp.path.read_text())  # what made these results
@@ -253,9 +263,12 @@ def _run(exp: Experiment, workers, scheduler, progress, echo, stop_after) -> Exp
     for line in plan.format():
         echo(line)
     extract_stage(plan, scheduler=scheduler, progress=progress, echo=echo)
+    tracker = make_tracker(track, exp.name, echo)
+    if tracker is not None:  # fits finished by an earlier run: logged once
+        tracker.log(f for f in plan.fits if f.finished)
     try:
         records = fit_stage(plan, workers=workers, scheduler=scheduler, echo=echo,
-                            stop_after=stop_after)
+                            stop_after=stop_after, tracker=tracker)
     finally:  # interrupted too: the tables hold every fit finished so far
         runs = results.runs_table(plan)
         table = results.summarise(runs)
