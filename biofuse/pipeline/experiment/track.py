@@ -78,8 +78,12 @@ class MlflowTracker:
         self.failures = 0
 
     def _open(self) -> None:
+        import logging
+
         from mlflow import MlflowClient
 
+        for name in ("mlflow", "alembic"):  # schema set-up chatter between the grid's lines
+            logging.getLogger(name).setLevel(logging.WARNING)
         uri = self.spec.uri
         if "://" not in uri or uri.startswith("file:"):  # a folder the user asked for by name
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
