@@ -237,3 +237,22 @@ def test_the_experiment_files_behind_the_results_page_are_valid(name, real_table
     path = Path(__file__).resolve().parents[1] / "docs" / "examples" / name
     exp = load_experiment(path, load_data=False)
     assert exp.tasks and all(t.dataset in exp.datasets for t in exp.tasks)
+
+
+def test_a_fit_made_with_other_defaults_is_run_again(tmp_path):
+    """A run id names the options given; a finished run whose model was built with other
+    defaults (an older biofuse) is not this configuration's result and runs again."""
+    path = write_toml(tmp_path, seeds=(0,))
+    exp = load_experiment(path)
+    run_experiment(exp)
+    plan = make_plan(load_experiment(path))
+    assert not plan.todo
+    mil = next(f for f in plan.fits if f.task.options["fusion"] == "mil")
+    config = json.loads((mil.run_dir / "config.json").read_text())
+    config["model"]["fusion_options"]["attn_dim"] = 100 + 1  # made under another default
+    config["model"]["fusion_options"]["added_since"] = 1  # an option unknown today: ignored
+    (mil.run_dir / "config.json").write_text(json.dumps(config))
+    again = make_plan(load_experiment(path))
+    assert [f.run_dir for f in again.todo] == [mil.run_dir]
+    assert run_experiment(load_experiment(path)).ran == 1
+    assert not make_plan(load_experiment(path)).todo

@@ -1,7 +1,8 @@
 """[xattn] BioLangFusion's cross-modal multi-head attention: each modality, projected to a shared
-dim (tanh), queries the concatenation of all modalities along the sequence axis (4 heads,
-dropout 0.1) with residual and LayerNorm; the streams are concatenated, projected back to the
-shared dim, the modality average is added as a residual, and a LayerNorm closes."""
+dim (tanh), queries the concatenation of all modalities along the sequence axis (4 heads;
+attention dropout 0.1 in the paper, 0 by default here: docs/fit.md) with residual and
+LayerNorm; the streams are concatenated, projected back to the shared dim, the modality average
+is added as a residual, and a LayerNorm closes."""
 
 from __future__ import annotations
 

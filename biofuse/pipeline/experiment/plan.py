@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from biofuse.cache import EmbeddingCache, default_cache_dir
+from biofuse.errors import BiofuseError
 from biofuse.files import inside
 from biofuse.modality import Modality
 from biofuse.options import renamed
@@ -92,10 +93,44 @@ class ExperimentPlan:
         return lines
 
 
-def is_finished(run_dir: Path) -> bool:
+def is_finished(run_dir: Path, task: Task | None = None) -> bool:
     """A run whose directory is complete: status complete, and every file it should hold there
-    and readable (a run killed while writing them is run again)."""
-    return not RunDir(run_dir).problems()
+    and readable (a run killed while writing them is run again); with ``task``, also made with
+    the fusion and head options ``task`` resolves to today (:func:`made_with_other_defaults`)."""
+    return not RunDir(run_dir).problems() and not (
+        task is not None and made_with_other_defaults(run_dir, task))
+
+
+def made_with_other_defaults(run_dir: Path, task: Task) -> bool:
+    """Whether a finished fit's model was built with other fusion or head options than ``task``
+    gets today. A run id names the options the user gave, so a default that changed between
+    versions (0.7: the attention fusions' width and dropout) would otherwise leave the old model
+    counted as this configuration's; such a run is run again. Options the saved config lacks
+    (added since, with the old behaviour as default) are not compared."""
+    if task.kind != "fit":
+        return False
+    from dataclasses import asdict
+
+    from biofuse.fusion import FUSIONS
+    from biofuse.heads import HEADS
+    from biofuse.options import from_dict
+
+    try:
+        saved = json.loads((run_dir / "config.json").read_text())["model"]
+        o = task.options
+        fusion = FUSIONS[o["fusion"]]
+        chosen = {fusion.search[0]} if fusion.search else set()  # fit chose it: not a default
+        now = {"fusion_options": fusion.Options, "head_options": HEADS[o["head"]].Options}
+        for key, cls in now.items():
+            resolved = json.loads(json.dumps(asdict(from_dict(cls, o.get(key) or {})),
+                                             default=str))
+            before = saved.get(key) or {}
+            if any(k in before and k not in chosen and before[k] != v
+                   for k, v in resolved.items()):
+                return True
+    except (OSError, ValueError, KeyError, TypeError, BiofuseError):
+        return False  # RunDir.problems() judges damaged directories
+    return False
 
 
 def _hash(doc: Any) -> str:
@@ -156,5 +191,6 @@ def make_plan(exp: Experiment, cache: Path | None = None) -> ExperimentPlan:
         run_dir = inside(exp.out, "runs", task.dataset,
                          f"{task.method}-{options['head']}-s{task.options.get('seed', 0)}-"
                          f"{run_id[:10]}")
-        fits.append(PlannedFit(task, run_dir, run_id, _hash(identity), is_finished(run_dir)))
+        fits.append(PlannedFit(task, run_dir, run_id, _hash(identity),
+                               is_finished(run_dir, task)))
     return ExperimentPlan(exp, root, list(stages.values()), fits)
