@@ -93,7 +93,7 @@ def test_every_method_option_is_reachable_from_the_cli(tmp_path, kind, name, f):
     recorded = config["model"][f"{kind}_options"][f.name]
     expected = True if f.default is False else (
         [2, 3] if isinstance(f.default, tuple) else arg[1] if isinstance(f.default, str)
-        else type(f.default or 1)(arg[1]))
+        else (int if f.default is None else type(f.default))(arg[1]))
     assert recorded == expected
 
 
