@@ -140,14 +140,15 @@ def epoch_line(log: Path, since: float) -> str | None:
     last = rows[-1]
     tags = {k: v for k, v in last.items() if k not in LOG_COLUMNS and k is not None}
     same = [r for r in rows if all(r.get(k) == v for k, v in tags.items())]
-    best = max((v for r in same if (v := _float(r.get("val_selection"))) is not None),
+    best = max((v for r in same if (v := as_number(r.get("val_selection"))) is not None),
                default=None)
     what = "".join(f", {k} {v}" for k, v in tags.items())
-    return (f"epoch {last['epoch']}{what}: val {_fmt(_float(last.get('val_score')))}, best "
-            f"{_fmt(best)}, {_float(last.get('seconds')) or 0:.0f} s/epoch")
+    return (f"epoch {last['epoch']}{what}: val {_fmt(as_number(last.get('val_score')))}, best "
+            f"{_fmt(best)}, {as_number(last.get('seconds')) or 0:.0f} s/epoch")
 
 
-def _float(v) -> float | None:
+def as_number(v) -> float | None:
+    """A log or metrics value as a float; None when it is not a number or is NaN."""
     try:
         x = float(v)
     except (TypeError, ValueError):

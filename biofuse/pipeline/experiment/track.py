@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from biofuse.errors import ConfigError
+from biofuse.pipeline.experiment.progress import as_number
 
 Echo = Callable[[str], None]
 #: ``--track mlflow``: a SQLite store in the current directory, artifacts under ./mlruns; it is
@@ -191,11 +192,8 @@ def _flat(prefix: str, value: Any) -> Iterable[tuple[str, str]]:
 
 
 def _number(v: Any) -> float | None:
-    try:
-        x = float(v)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
+    x = as_number(v)
+    return x if x is not None and math.isfinite(x) else None
 
 
 def _epochs(log: Path) -> Iterable[tuple[str, float, int]]:
