@@ -65,7 +65,7 @@ def main() -> None:
     import biofuse
     from biofuse.pipeline.encoders import cores
     from biofuse.pipeline.experiment import load_experiment, make_plan
-    from biofuse.pipeline.experiment.runner import extract_stage
+    from biofuse.pipeline.experiment.fits import extract_stage
 
     work = Path(tempfile.mkdtemp(prefix="biofuse-grid-bench-"))
     path = work / "grid.toml"

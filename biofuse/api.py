@@ -252,7 +252,9 @@ def run(experiment: str | Path, *, out: str | Path | None = None,
     """Run an experiment file: validate it, extract what its encoders lack (each once over every
     dataset), run its fits in parallel (a local Dask cluster of ``workers``, or the cluster at
     ``scheduler``), skip fits already finished, and write ``results.parquet/.csv/.md`` to its
-    output folder. ``track``: ``"mlflow"`` or ``"mlflow:URI"`` logs every finished fit to MLflow
+    output folder. A ``[[fit]]`` whose options are distributions is searched (Optuna trials,
+    then the best configuration per seed; needs the ``search`` extra).
+    ``track``: ``"mlflow"`` or ``"mlflow:URI"`` logs every finished fit to MLflow
     (one MLflow run per fit). Returns an :class:`~biofuse.pipeline.experiment.ExperimentResult`
     (``results``: one row per configuration; ``failed``: fits that failed, with their
     errors)."""

@@ -40,6 +40,9 @@ def run(experiment: str, out: str | None, cache_dir: str | None, workers: int | 
     seeds. Extracts what the cache lacks (each encoder once over every dataset), runs the fits
     in parallel, skips fits already finished (kill and re-run to resume; add a dataset or a
     seed and only the new fits run), and writes results.parquet, results.csv and results.md.
+    A [[fit]] whose options are distributions (lr = { log_uniform = [1e-4, 1e-2] }) is an
+    Optuna search: pruned trials scored on validation only, then its best configuration for
+    every seed, marked "tuned" (docs/experiments.md; the `search` extra).
 
     Exit code 0 when every fit finished, 3 when some failed (each is listed with its error),
     2 for a problem in the file (all of them are listed; nothing runs).

@@ -182,9 +182,9 @@ def test_dry_run_plans_without_computing(tmp_path):
 
 @pytest.mark.slow  # processes and clusters: seconds each; CI runs them
 def test_fits_run_on_a_two_worker_dask_cluster(tmp_path, monkeypatch):
-    from biofuse.pipeline.experiment import runner
+    from biofuse.pipeline.experiment import fits
 
-    monkeypatch.setattr(runner, "HEARTBEAT", 0.2)  # a "still running" line this often
+    monkeypatch.setattr(fits, "HEARTBEAT", 0.2)  # a "still running" line this often
     path = write_toml(tmp_path, seeds=(0,))
     lines = []
     result = biofuse.run(path, workers=2, progress=False, echo=lines.append)

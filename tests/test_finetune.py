@@ -428,3 +428,22 @@ def test_a_finetuned_protein_encoder_fuses_with_frozen_dna_and_rna(esm_dir, tmp_
     config = json.loads((tmp_path / "mil" / "config.json").read_text())
     assert config["encoders"]["protein"]["fingerprint"]["model_id"] == \
         str(tuned.encoder_dir.resolve())
+
+
+@pytest.mark.slow
+def test_a_finetune_table_with_a_distribution_is_a_search(esm_dir, table, tmp_path):
+    pytest.importorskip("optuna")
+    path = _finetune_toml(tmp_path, esm_dir, table, [
+        'modality = "protein"', f'model = "{esm_dir}"', 'method = "lora"', "lora_rank = 2",
+        "epochs = 2", 'dtype = "fp32"', "lr = { log_uniform = [1e-4, 1e-2] }",
+        "search = { trials = 2, startup_trials = 1 }"])
+    res = CliRunner().invoke(main, ["run", str(path), "--out", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    assert "best trial" in res.output
+    results = pl.read_csv(tmp_path / "out" / "results.csv")
+    tuned = results.filter(pl.col("tuned").is_not_null())
+    assert tuned["fusion"].to_list() == ["finetune-lora"] and tuned["test_mean"].null_count() == 0
+    assert "lr=" in tuned["options"][0]
+    trials = list((tmp_path / "out" / "search" / "prot").glob("*/trial-*/metrics.json"))
+    assert len(trials) == 2
+    assert all(json.loads(t.read_text())["test"] == {} for t in trials)

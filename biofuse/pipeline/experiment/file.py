@@ -52,7 +52,7 @@ from biofuse.pipeline.experiment.grid import (
     store_ids,
     table_of,
 )
-from biofuse.pipeline.experiment.tasks import KINDS, Task, expand
+from biofuse.pipeline.experiment.tasks import KINDS, Search, Task, expand
 from biofuse.pipeline.extract import ExtractOptions
 
 TOP_KEYS = ("name", "out", "cache", "seeds", "datasets", "encoders", "extract", "fit",
@@ -92,6 +92,7 @@ class Experiment:
     extract: dict[str, Any]
     tasks: list[Task]
     loaded: dict[str, Dataset] = field(default_factory=dict, repr=False)
+    searches: list[Search] = field(default_factory=list)  # [[fit]]s with distributions
 
     def extract_options(self, model: str) -> ExtractOptions:
         return from_dict(ExtractOptions, {**self.extract, "model": model})
@@ -153,10 +154,10 @@ def load_experiment(path: str | Path, *, out: str | Path | None = None,
                       "there is nothing to fit (name it with label_cols = [\"...\"])")
     if p.items:
         raise ExperimentError(path, p.items)
-    unique = list({t.canonical(): t for t in tasks}.values())
+    unique, searches = Search.group(list({t.canonical(): t for t in tasks}.values()))
     out_dir = (Path(out) if out is not None else base / str(doc.get("out", path.stem))).resolve()
     return Experiment(path, str(doc.get("name", path.stem)), out_dir, cache_dir, datasets,
-                      extract, unique, loaded)
+                      extract, unique, loaded, searches)
 
 
 def _tables(value: Any, key: str, p: Problems) -> list[dict]:

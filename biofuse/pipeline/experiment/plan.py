@@ -22,7 +22,7 @@ from biofuse.files import inside
 from biofuse.modality import Modality
 from biofuse.options import renamed
 from biofuse.pipeline.experiment.file import Experiment
-from biofuse.pipeline.experiment.tasks import Task
+from biofuse.pipeline.experiment.tasks import Search, Task
 from biofuse.pipeline.train.rundir import RunDir
 
 #: FitOptions that do not change a fit's result, left out of its identity
@@ -55,6 +55,34 @@ class PlannedFit:
     run_id: str  # hash of the configuration, seed included
     config_id: str  # the same without the seed: the runs one row of the results averages
     finished: bool
+    tuned: str | None = None  # a search's best configuration: "30 trials" (results tables)
+    searched: tuple[str, ...] = ()  # and the options it searched (always in its label)
+
+
+@dataclass
+class PlannedSearch:
+    """One search of the grid: its study (named by a hash of everything but the number of
+    trials and the seeds, so adding trials continues it) and its folder."""
+
+    search: Search
+    study_id: str
+    folder: Path  # OUT/search/<dataset>/<method>-<head>-<study hash>: trials, summary.json
+    store_of: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
+
+    @property
+    def summary(self) -> dict[str, Any] | None:
+        try:
+            return json.loads((self.folder / "summary.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def describe(self) -> str:
+        t = self.search.task
+        s = self.summary or {}
+        done = s.get("finished_trials", 0)
+        return (f"{t.dataset} {t.method}-{t.options['head']}: {len(t.space)} option(s) "
+                f"({', '.join(t.space)}), {done} of {t.search.trials} trials done, then the best "
+                f"configuration for {len(self.search.seeds)} seed(s)")
 
 
 @dataclass
@@ -63,6 +91,7 @@ class ExperimentPlan:
     cache: Path
     stages: list[EncoderStage]
     fits: list[PlannedFit]
+    searches: list[PlannedSearch] = field(default_factory=list)
 
     @property
     def todo(self) -> list[PlannedFit]:
@@ -76,7 +105,12 @@ class ExperimentPlan:
                              "tokens_to_compute": s.todo_tokens, "cached": s.unique - s.todo}
                             for s in self.stages],
                 "fits": {"total": len(self.fits), "finished": len(self.fits) - len(self.todo),
-                         "to_run": len(self.todo)}}
+                         "to_run": len(self.todo)},
+                "searches": [{"dataset": s.search.task.dataset, "study": s.study_id,
+                              "folder": str(s.folder), "options": list(s.search.task.space),
+                              "trials": s.search.task.search.trials,
+                              "finished_trials": (s.summary or {}).get("finished_trials", 0),
+                              "seeds": s.search.seeds} for s in self.searches]}
 
     def format(self) -> list[str]:
         lines = [f"experiment {self.experiment.name}: {len(self.experiment.datasets)} dataset(s), "
@@ -90,6 +124,7 @@ class ExperimentPlan:
         done = len(self.fits) - len(self.todo)
         lines.append(f"  fits: {len(self.todo)} to run, {done} already finished, "
                      f"{len(self.fits)} in the grid")
+        lines += [f"  search {s.describe()}" for s in self.searches]
         return lines
 
 
@@ -155,7 +190,7 @@ def make_plan(exp: Experiment, cache: Path | None = None) -> ExperimentPlan:
 
     root = Path(cache or exp.cache or default_cache_dir())
     stages: dict[tuple[Modality, str], EncoderStage] = {}
-    for task in exp.tasks:
+    for task in [*exp.tasks, *(s.task for s in exp.searches)]:
         if task.kind != "fit":  # a finetune reads sequences, not the cache
             continue
         ds = exp.loaded[task.dataset]
@@ -180,17 +215,38 @@ def make_plan(exp: Experiment, cache: Path | None = None) -> ExperimentPlan:
         stage.todo_tokens = (len(p.todo) if encoder.per_sequence
                              else sum(len(s) // max(nt, 1) for _, s in p.todo))
     store_of = {(str(m), e): s.store_id for (m, e), s in stages.items()}
-    fits = []
-    for task in exp.tasks:
-        options = run_id_options(task)
-        identity = {"dataset": exp.loaded[task.dataset].hash, task.kind: options}
-        if task.kind == "fit":
-            identity["encoders"] = {m: store_of[(m, e)] for m, e in task.encoders.items()}
-        run_id = _hash(identity)
-        options.pop("seed")
-        run_dir = inside(exp.out, "runs", task.dataset,
-                         f"{task.method}-{options['head']}-s{task.options.get('seed', 0)}-"
-                         f"{run_id[:10]}")
-        fits.append(PlannedFit(task, run_dir, run_id, _hash(identity),
-                               is_finished(run_dir, task)))
-    return ExperimentPlan(exp, root, list(stages.values()), fits)
+    fits = [plan_fit(exp, task, store_of) for task in exp.tasks]
+    searches = []
+    for search in exp.searches:
+        t = search.task
+        identity = _identity(exp, t, store_of)
+        identity[t.kind].pop("seed")
+        identity["space"] = {k: d.describe() for k, d in sorted(t.space.items())}
+        identity["search"] = {k: v for k, v in t.search.to_dict().items() if k != "trials"}
+        study = _hash(identity)
+        folder = inside(exp.out, "search", t.dataset,
+                        f"{t.method}-{t.options['head']}-{study[:10]}")
+        searches.append(PlannedSearch(search, study, folder, store_of))
+    return ExperimentPlan(exp, root, list(stages.values()), fits, searches)
+
+
+def _identity(exp: Experiment, task: Task, store_of: dict) -> dict[str, Any]:
+    identity = {"dataset": exp.loaded[task.dataset].hash, task.kind: run_id_options(task)}
+    if task.kind == "fit":
+        identity["encoders"] = {m: store_of[(m, e)] for m, e in task.encoders.items()}
+    return identity
+
+
+def plan_fit(exp: Experiment, task: Task, store_of: dict[tuple[str, str], str],
+             tuned: str | None = None, searched: tuple[str, ...] = ()) -> PlannedFit:
+    """A task's run directory, identity and whether it already finished (``store_of``:
+    (modality, encoder) -> cache store id)."""
+    identity = _identity(exp, task, store_of)
+    run_id = _hash(identity)
+    options = identity[task.kind]
+    options.pop("seed")
+    run_dir = inside(exp.out, "runs", task.dataset,
+                     f"{task.method}-{options['head']}-s{task.options.get('seed', 0)}-"
+                     f"{run_id[:10]}")
+    return PlannedFit(task, run_dir, run_id, _hash(identity), is_finished(run_dir, task), tuned,
+                      searched)

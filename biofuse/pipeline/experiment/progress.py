@@ -41,6 +41,7 @@ class FitProgress:
     fits: list[Any] = field(default_factory=list)
     done: int = 0
     failed: int = 0
+    interrupted: int = 0
     start: float = field(default_factory=time.perf_counter)
     wall_start: float = field(default_factory=time.time)
     took: dict[int, float] = field(default_factory=dict)  # id(fit) -> seconds, finished fits
@@ -67,19 +68,25 @@ class FitProgress:
         if record["status"] == "failed":
             self.failed += 1
             what = f"FAILED: {record['error'].splitlines()[0]}"
+        elif record["status"] == "interrupted":  # Ctrl-C: kept as it was, runs again next time
+            self.interrupted += 1
+            what = (f"interrupted after {record['seconds']:.0f} s (its best model so far is "
+                    "kept; the next run trains it again)")
         else:
             self.done += 1
             m = record["metrics"]
             key = "accuracy" if m.get("task") == "classification" else "spearman"
             what = (f"val {key} {_fmt(m.get('val', {}).get(key))}, test "
                     f"{_fmt(m.get('test', {}).get(key))}, {record['seconds']:.0f} s")
-        left = self.total - self.done - self.failed
+        left = self.total - self.done - self.failed - self.interrupted
         running = min(self.parallel, left)
         elapsed = time.perf_counter() - self.start
         eta = self.eta(left) if left else 0.0
         self.echo(f"fit {fit.task.dataset} {fit.run_dir.name}: {what} | fits {self.done} done, "
-                  f"{running} running, {self.failed} failed, {left} left"
-                  + (f", ETA {_duration(eta)}" if left else f", {_duration(elapsed)} in all"))
+                  f"{running} running, {self.failed} failed, "
+                  + (f"{self.interrupted} interrupted, " if self.interrupted else "")
+                  + f"{left} left"
+                  + (f", ETA {duration(eta)}" if left else f", {duration(elapsed)} in all"))
 
     def heartbeat(self, unfinished: Iterable[Any] = ()) -> None:
         """The counts, then a line per fit of ``unfinished`` that has trained an epoch since
@@ -87,7 +94,7 @@ class FitProgress:
         left = self.total - self.done - self.failed
         elapsed = time.perf_counter() - self.start
         self.echo(f"fits {self.done} done, {min(self.parallel, left)} running, {self.failed} "
-                  f"failed, {left} left; {_duration(elapsed)} so far")
+                  f"failed, {left} left; {duration(elapsed)} so far")
         for fit in unfinished:
             line = epoch_line(Path(fit.run_dir) / LOG, self.wall_start)
             if line:
@@ -160,7 +167,7 @@ def _fmt(v) -> str:
     return "undefined" if v is None else f"{v:.3f}"
 
 
-def _duration(s: float) -> str:
+def duration(s: float) -> str:
     s = int(round(s))
     return f"{s // 3600}h {s % 3600 // 60:02d}m" if s >= 3600 else (
         f"{s // 60}m {s % 60:02d}s" if s >= 60 else f"{s}s")

@@ -14,7 +14,7 @@ import itertools
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,13 @@ from biofuse.pipeline.experiment.grid import (
     seeds_of,
     tuple_fields,
 )
+from biofuse.pipeline.experiment.space import (
+    Distribution,
+    SearchSettings,
+    apply,
+    for_task,
+    split_space,
+)
 from biofuse.pipeline.finetune.options import FINETUNABLE, FinetuneOptions
 from biofuse.pipeline.train.options import FitOptions, unused_search_fields
 from biofuse.registry import Registry
@@ -50,6 +57,10 @@ class Task:
     options: dict[str, Any] = field(hash=False)  # the kind's options as keyword arguments
     given_encoders: dict[str, str] = field(default_factory=dict, hash=False)  # fit: modality ->
     # encoder name / directory / cache store id
+    #: a search's distributions (path -> Distribution; space.py), the options holding their
+    #: lower ends; empty for a grid's task
+    space: dict[str, Distribution] = field(default_factory=dict, hash=False)
+    search: SearchSettings | None = field(default=None, hash=False)
 
     @property
     def grid_kind(self) -> GridKind:
@@ -81,10 +92,41 @@ class Task:
 
     def canonical(self) -> str:
         """Equal for two tasks that would run the same thing (duplicates are run once)."""
+        space = {k: d.describe() for k, d in self.space.items()}
         if self.kind == "fit":
-            return json.dumps([self.dataset, self.options, self.given_encoders], sort_keys=True,
-                              default=list)
-        return json.dumps(["finetune", self.dataset, self.options], sort_keys=True, default=list)
+            return json.dumps([self.dataset, self.options, self.given_encoders, space],
+                              sort_keys=True, default=list)
+        return json.dumps(["finetune", self.dataset, self.options, space], sort_keys=True,
+                          default=list)
+
+    def with_params(self, params: dict[str, Any], **options: Any) -> Task:
+        """This task with sampled values in place of its distributions (a trial, or a search's
+        best configuration), and ``options`` (a seed) set: a plain task of the grid."""
+        return replace(self, options={**apply(self.options, params), **options}, space={},
+                       search=None)
+
+
+@dataclass(frozen=True)
+class Search:
+    """One search of an experiment: a task whose options hold distributions (space.py), and the
+    seeds its best configuration is re-run with. Its trials train with the first seed."""
+
+    task: Task
+    seeds: list[int]
+
+    @staticmethod
+    def group(tasks: list[Task]) -> tuple[list[Task], list[Search]]:
+        """The grid's tasks, and the searches the others make (one per configuration, its
+        seeds gathered)."""
+        grid_tasks, groups = [], {}
+        for t in tasks:
+            if not t.space:
+                grid_tasks.append(t)
+                continue
+            key = replace(t, options={k: v for k, v in t.options.items() if k != "seed"})
+            groups.setdefault(key.canonical(), []).append(t)
+        return grid_tasks, [Search(ts[0], [t.options.get("seed", 0) for t in ts])
+                            for ts in groups.values()]
 
 
 @dataclass(frozen=True)
@@ -132,6 +174,11 @@ def expand(kind: GridKind, table: dict, index: int, datasets: dict, seeds: list[
     except BiofuseError as exc:
         p.add(f"{where}: {exc}")
         return []
+    every = {n: registry[n] for registry in kind.methods.values() for n in registry}
+    before = len(p.items)
+    table, space, search = split_space(table, kind.fields, kind.options, every, where, p)
+    if len(p.items) > before:
+        return []
     # a method left out takes the kind's default; None: resolved per combination (a probe
     # head's fusion follows its modalities: none or concat)
     chosen = {}
@@ -139,7 +186,6 @@ def expand(kind: GridKind, table: dict, index: int, datasets: dict, seeds: list[
         value = table[f] if f in table else kind.default(f, table)
         chosen[f] = [None] if value is None else checked_names(value, registry,
                                                                 f"{where} {f}", p)
-    every = {n: registry[n] for registry in kind.methods.values() for n in registry}
     in_use = [n for names in chosen.values() for n in names if n is not None]
     for method, cls in every.items():
         if method not in table:
@@ -175,6 +221,8 @@ def expand(kind: GridKind, table: dict, index: int, datasets: dict, seeds: list[
             options = {**opts, **picked,
                        **{f"{f}_options": mo for f, mo in zip(kind.methods, method_opts)}}
             tasks += kind.tasks(options, name, where, wanted, base, p, encoders or {})
+    if space:
+        tasks = [replace(t, space=for_task(space, t.options), search=search) for t in tasks]
     return tasks
 
 
@@ -250,7 +298,8 @@ def _fit_default(field: str, table: dict):
 
 KINDS: dict[str, GridKind] = {
     "fit": GridKind("fit", FitOptions, {"fusion": FUSIONS, "head": HEADS}, _fit_tasks,
-                    extra_keys=("encoders",), default=_fit_default),
+                    extra_keys=("encoders", "search"), default=_fit_default),
     "finetune": GridKind("finetune", FinetuneOptions, {"head": HEADS}, _finetune_tasks,
+                         extra_keys=("search",),
                          default=lambda field, table: FinetuneOptions.head),
 }

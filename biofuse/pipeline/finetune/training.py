@@ -16,6 +16,7 @@ import hashlib
 import json
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,7 @@ from biofuse.pipeline.train.metrics import split_metrics
 from biofuse.pipeline.train.rundir import RunDir
 from biofuse.pipeline.train.targets import make_targets
 from biofuse.pipeline.train.trainer import (
+    Callback,
     Checkpoint,
     CsvLog,
     EarlyStopping,
@@ -112,18 +114,21 @@ def _run_key(ds: Dataset, options: FinetuneOptions, base_fingerprint: str) -> st
 
 
 def finetune(ds: Dataset, options: FinetuneOptions, out: str | Path,
-             echo=lambda s: None) -> FinetuneResult:
+             echo=lambda s: None, *, callbacks: Sequence[Callback] = (),
+             score_test: bool = True) -> FinetuneResult:
     """Finetune, select on validation, test once; write the run directory ``out`` with
     ``encoder/`` (a model directory ``extract --model`` reads). Ctrl-C keeps the best model so
-    far (status ``interrupted``); running the same call again resumes from the last epoch."""
+    far (status ``interrupted``); running the same call again resumes from the last epoch.
+    ``callbacks`` and ``score_test`` as for ``fit`` (a search's trials)."""
     run = RunDir(out)
     run.check_writable()
     with exclusive(run.path, "finetuning a model",
                    "Wait for it to finish, or pass another --out."), disk_errors(run.path):
-        return _finetune(ds, options, run, echo)
+        return _finetune(ds, options, run, echo, list(callbacks), score_test)
 
 
-def _finetune(ds: Dataset, options: FinetuneOptions, run: RunDir, echo) -> FinetuneResult:
+def _finetune(ds: Dataset, options: FinetuneOptions, run: RunDir, echo,
+              callbacks: list[Callback] = (), score_test: bool = True) -> FinetuneResult:
     o, r = options, options.resolved()
     start = time.perf_counter()
     if o.threads:
@@ -185,7 +190,8 @@ def _finetune(ds: Dataset, options: FinetuneOptions, run: RunDir, echo) -> Finet
                                           np.random.default_rng([o.seed, epoch])),
         callbacks=[EarlyStopping(o.patience), PlateauLR(opt, o.lr_patience),
                    CsvLog(run.log_path), Checkpoint(run.checkpoint_path, key),
-                   StepProgress(echo), ProgressLine(echo, targets.metric, o.epochs, every=0)])
+                   StepProgress(echo), ProgressLine(echo, targets.metric, o.epochs, every=0),
+                   *callbacks])
     resumed = _resume(run, trainer, key, echo)
     run.write_config(record, status="running")
     result = trainer.run()
@@ -206,7 +212,9 @@ def _finetune(ds: Dataset, options: FinetuneOptions, run: RunDir, echo) -> Finet
     metrics = {"task": targets.task,
                "val": split_metrics(targets, y_raw[splits["val"]], raw[splits["val"]]),
                "test": (split_metrics(targets, y_raw[splits["test"]], raw[splits["test"]])
-                        if len(splits["test"]) and not result.interrupted else {}),
+                        if len(splits["test"]) and not result.interrupted and score_test
+                        else {}),
+               "test_scored": score_test,
                "best_epoch": result.best_epoch, "epochs": result.epochs,
                "resumed_from_epoch": resumed, "val_is_train": not len(splits["val"]),
                "interrupted": result.interrupted, "parameters": counts,

@@ -36,7 +36,7 @@ from biofuse.files import (
     safe_name,
     write_bytes_atomic,
 )
-from biofuse.pipeline.report import plots
+from biofuse.pipeline.report import plots, searches
 from biofuse.pipeline.report.results import (
     failed_section,
     mil_weights,
@@ -95,11 +95,11 @@ def make_report(inputs: list[str | Path], out: str | Path, *,
     runs = collect_runs(inputs)
     out.mkdir(parents=True, exist_ok=True)
     with disk_errors(out):
-        return _write_report(runs, refs, out, cache, examples, echo)
+        return _write_report(runs, refs, out, cache, examples, echo, inputs)
 
 
 def _write_report(runs: pl.DataFrame, refs: pl.DataFrame, out: Path, cache, examples: int,
-                  echo) -> Path:
+                  echo, inputs: list[str | Path] = ()) -> Path:
     table = summarise(runs)
     md = ["# biofuse report", "",
           f"{runs.height} fits ({runs.filter(pl.col('status') == 'complete').height} finished) "
@@ -111,6 +111,8 @@ def _write_report(runs: pl.DataFrame, refs: pl.DataFrame, out: Path, cache, exam
         md += _dataset_section(dataset, table.filter(pl.col("dataset") == dataset), runs, refs,
                                out, cache, examples)
     md += view("MIL-weights", lambda: _mil_section(runs, table, out))
+    metric = next((m for m in table["metric"].to_list() if m), "spearman")
+    md += view("search", lambda: searches.section(list(inputs), out, metric))
     used = sorted(set(refs["source"].to_list()) & set(SOURCES))
     if used:
         md += ["## Sources of the published numbers", ""]

@@ -148,3 +148,40 @@ def per_target(names: list[str], values: list[float | None], metric: str, title:
     ax.set_ylabel(f"test {metric}")
     ax.set_title(title, fontsize=9)
     return _save(fig, path)
+
+
+def search_history(trials: list[dict], metric: str, title: str, path: Path) -> Path:
+    """A search's trials in order: each complete trial's validation score, the best so far as a
+    step line, pruned trials (at their last reported score, when known) as crosses."""
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    done = [t for t in trials if t.get("state") == "COMPLETE" and t.get("value") is not None]
+    ax.scatter([t["number"] for t in done], [t["value"] for t in done], s=14,
+               label="complete", color="#4C72B0")
+    best, xs, ys = -np.inf, [], []
+    for t in sorted(done, key=lambda t: t["number"]):
+        best = max(best, t["value"])
+        xs.append(t["number"])
+        ys.append(best)
+    if xs:
+        ax.step(xs, ys, where="post", color="#C44E52", label="best so far")
+    pruned = [t["number"] for t in trials if t.get("state") == "PRUNED"]
+    if pruned and done:
+        low = min(t["value"] for t in done)
+        ax.scatter(pruned, [low] * len(pruned), marker="x", color="grey", s=14,
+                   label="pruned (drawn at the lowest score)")
+    ax.set_xlabel("trial")
+    ax.set_ylabel(f"validation {metric}")
+    ax.legend(fontsize=7)
+    ax.set_title(title, fontsize=9)
+    return _save(fig, path)
+
+
+def importances(values: dict[str, float], title: str, path: Path) -> Path:
+    """Each searched option's share of the validation score's variance (Optuna's fANOVA)."""
+    names = sorted(values, key=values.get)
+    fig, ax = plt.subplots(figsize=(5, 0.5 + 0.4 * len(names)))
+    ax.barh(names, [values[n] for n in names], color="#55A868")
+    ax.set_xlabel("importance")
+    ax.set_xlim(0, 1)
+    ax.set_title(title, fontsize=9)
+    return _save(fig, path)

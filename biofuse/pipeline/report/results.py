@@ -139,7 +139,7 @@ _SCHEMA = {"dataset": pl.String, "group": pl.String, "config_id": pl.String,
            "seed": pl.Int64, "metric": pl.String, "val": pl.Float64, "test": pl.Float64,
            "best_epoch": pl.Int64, "epochs": pl.Int64, "seconds": pl.Float64,
            "selected": pl.String, "error": pl.String, "reference": pl.String,
-           "split_from": pl.String}
+           "split_from": pl.String, "tuned": pl.String, "searched": pl.String}
 
 
 def read_runs_table(folder: Path) -> pl.DataFrame:
@@ -187,7 +187,9 @@ def runs_table(plan) -> pl.DataFrame:
                    encoders=" ".join(f"{m}={Path(e).name}" for m, e in t.encoders.items()),
                    seed=t.options.get("seed", 0),
                    reference=plan.experiment.datasets[t.dataset].reference,
-                   split_from=plan.experiment.datasets[t.dataset].split_from)
+                   split_from=plan.experiment.datasets[t.dataset].split_from,
+                   tuned=getattr(f, "tuned", None),
+                   searched=",".join(getattr(f, "searched", ())) or None)
         if "options_json" not in row:
             options = t.resolved().to_dict()
             row["options_json"] = json.dumps(_finetune_options(options) if t.kind == "finetune"
@@ -208,8 +210,11 @@ def _option_labels(frame: pl.DataFrame) -> pl.Series:
         keys = sorted({k for p in group for k in p})
         varying[kind] = [k for k in keys if len({json.dumps(p.get(k), sort_keys=True)
                                                  for p in group if k in p}) > 1]
-    labels = [", ".join(f"{k}={_value(p[k])}" for k in varying[kind] if k in p)
-              for p, kind in zip(parsed, kinds)]
+    searched = [set((s or "").split(",")) - {""} for s in (
+        frame["searched"].to_list() if "searched" in frame.columns else [None] * len(parsed))]
+    labels = [", ".join(f"{k}={_value(p[k])}" for k in sorted(p)
+                        if k in varying[kind] or k in found)
+              for p, kind, found in zip(parsed, kinds, searched)]
     return pl.Series("options", labels, dtype=pl.String)
 
 
@@ -230,7 +235,7 @@ def summarise(runs: pl.DataFrame) -> pl.DataFrame:
     done = pl.col("status") == "complete"
     table = (runs.group_by(["dataset", "config_id"], maintain_order=True)
              .agg(pl.col("group", "fusion", "head", "modalities", "encoders", "options",
-                         "reference", "split_from").first(),
+                         "reference", "split_from", "tuned").first(),
                   pl.col("metric").drop_nulls().first(),
                   pl.len().alias("seeds"), done.sum().alias("complete"),
                   (pl.col("status") == "failed").sum().alias("failed"),
@@ -270,7 +275,8 @@ def markdown(name: str, table: pl.DataFrame, runs: pl.DataFrame) -> str:
              f"{metric.capitalize()} on the validation and test splits, mean ± std over seeds; "
              "ensemble: the seeds' predictions averaged, scored once (configurations with two "
              "or more seeds). ★ marks the configuration chosen on validation for its dataset "
-             "(the test split chooses nothing). Epochs: trained per fit (over every candidate "
+             "(the test split chooses nothing); tuned: a search's best configuration on "
+             "validation, re-run for every seed. Epochs: trained per fit (over every candidate "
              "of a searched option); seconds: wall time of one fit (loading, training, "
              "scoring).", ""]
     for dataset in dict.fromkeys(table["dataset"].to_list()):
@@ -282,8 +288,9 @@ def markdown(name: str, table: pl.DataFrame, runs: pl.DataFrame) -> str:
         for r in rows.iter_rows(named=True):
             seeds = (f"{r['complete']}" if r["complete"] == r["seeds"]
                      else f"{r['complete']} of {r['seeds']}")
+            tuned = f" (tuned, {r['tuned']})" if r.get("tuned") else ""
             lines.append(
-                f"| {'★' if r['chosen'] else ''} | {r['fusion']} | {r['head']} | "
+                f"| {'★' if r['chosen'] else ''} | {r['fusion']}{tuned} | {r['head']} | "
                 f"{r['modalities']} | {r['encoders']} | {r['options'] or ''} | {seeds} | "
                 f"{pm(r['val_mean'], r['val_std'])} | {pm(r['test_mean'], r['test_std'])} | "
                 f"{pm(r.get('test_ensemble'), None)} | {pm(r['epochs'], None, 0)} | "

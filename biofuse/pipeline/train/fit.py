@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from biofuse.pipeline.train.options import FitOptions
 from biofuse.pipeline.train.rundir import FitResult, RunDir
 from biofuse.pipeline.train.targets import Targets, make_targets
 from biofuse.pipeline.train.trainer import (
+    Callback,
     CsvLog,
     EarlyStopping,
     PlateauLR,
@@ -98,11 +100,15 @@ class _Training:
 
 
 def fit(ds: Dataset, options: FitOptions, cache_root, out: str | Path,
-        echo=lambda s: None) -> FitResult:
+        echo=lambda s: None, *, callbacks: Sequence[Callback] = (),
+        score_test: bool = True) -> FitResult:
     """Train, select on validation, test once, and write the run directory ``out``.
 
     Ctrl-C keeps the best model so far: the run directory is written with status
-    ``interrupted`` and the result says so.
+    ``interrupted`` and the result says so. ``callbacks`` see every epoch of every candidate
+    (a search's pruning raises from one to stop the fit);
+    ``score_test=False`` leaves the test split unscored (a search's trials: only the chosen
+    configuration is ever tested).
     """
     run = RunDir(out)
     run.check_writable()
@@ -111,11 +117,12 @@ def fit(ds: Dataset, options: FitOptions, cache_root, out: str | Path,
         if HEADS[options.head].kind == "probe":
             from biofuse.pipeline.train.probe import fit_probe
 
-            return fit_probe(ds, options, cache_root, run, echo)
-        return _fit(ds, options, cache_root, run, echo)
+            return fit_probe(ds, options, cache_root, run, echo, score_test=score_test)
+        return _fit(ds, options, cache_root, run, echo, list(callbacks), score_test)
 
 
-def _fit(ds: Dataset, o: FitOptions, cache_root, run: RunDir, echo) -> FitResult:
+def _fit(ds: Dataset, o: FitOptions, cache_root, run: RunDir, echo, callbacks: list[Callback],
+         score_test: bool) -> FitResult:
     start = time.perf_counter()
     if o.threads:
         torch.set_num_threads(o.threads)
@@ -157,7 +164,7 @@ def _fit(ds: Dataset, o: FitOptions, cache_root, run: RunDir, echo) -> FitResult
             step=work.step, validate=lambda m: work.score(m, val_rows), max_epochs=o.epochs,
             tags=tags, callbacks=[EarlyStopping(o.patience), PlateauLR(opt, o.lr_patience),
                                   CsvLog(run.log_path),
-                                  ProgressLine(echo, targets.metric, o.epochs)],
+                                  ProgressLine(echo, targets.metric, o.epochs), *callbacks],
             window=o.val_window)
         result = trainer.run()
         echo(f"{o.fusion}" + "".join(f" ({k} {v})" for k, v in tags.items())
@@ -174,7 +181,8 @@ def _fit(ds: Dataset, o: FitOptions, cache_root, run: RunDir, echo) -> FitResult
     metrics = {"task": targets.task,
                "val": split_metrics(targets, work.y_raw[splits["val"]], raw[splits["val"]]),
                "test": (split_metrics(targets, work.y_raw[splits["test"]], raw[splits["test"]])
-                        if len(splits["test"]) and not interrupted else {}),
+                        if len(splits["test"]) and not interrupted and score_test else {}),
+               "test_scored": score_test,
                "best_epoch": best.epoch,
                "selected": {search[0]: best.value} if search else {},
                "search": ([{search[0]: c.value, "val_score": _json_score(c.score),

@@ -30,7 +30,8 @@ from biofuse.pipeline.train.rundir import FitResult, RunDir
 from biofuse.pipeline.train.targets import make_targets
 
 
-def fit_probe(ds: Dataset, o: FitOptions, cache_root, run: RunDir, echo):
+def fit_probe(ds: Dataset, o: FitOptions, cache_root, run: RunDir, echo, *,
+              score_test: bool = True):
     """Pool, fit on the training rows, score validation and test once, write the run."""
     start = time.perf_counter()
     head_cls = HEADS[o.head]
@@ -64,7 +65,8 @@ def fit_probe(ds: Dataset, o: FitOptions, cache_root, run: RunDir, echo):
     metrics = {"task": targets.task,
                "val": split_metrics(targets, y_raw[splits["val"]], raw[splits["val"]]),
                "test": (split_metrics(targets, y_raw[splits["test"]], raw[splits["test"]])
-                        if len(splits["test"]) else {}),
+                        if len(splits["test"]) and score_test else {}),
+               "test_scored": score_test,
                "best_epoch": None, "selected": {}, "search": None,
                "val_is_train": not len(splits["val"]), "interrupted": False, "epochs": None,
                "features": int(X.shape[1]),
