@@ -97,3 +97,12 @@ def test_eta_weighs_each_fit_left_by_the_fits_most_like_it(tmp_path):
     assert lines[-1].endswith("3 left, ETA 1h 15m")
     bar.parallel = 2
     assert bar.eta(3) == (30.0 + 3000.0 + 1515.0) / 2
+
+
+def test_an_interrupted_fit_is_said_to_be_interrupted_not_done(tmp_path):
+    lines = []
+    bar = FitProgress(2, 1, lines.append)
+    bar.finished(fit(tmp_path / "a"), {"status": "interrupted", "seconds": 12.0,
+                                       "metrics": {"val": {"spearman": 0.5}, "test": {}}})
+    assert "interrupted after 12 s" in lines[0] and "test undefined" not in lines[0]
+    assert "fits 0 done, 1 running, 0 failed, 1 interrupted, 1 left" in lines[0]
