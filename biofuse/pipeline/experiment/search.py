@@ -187,8 +187,9 @@ def _trial_line(echo, label, trial, record, study, finished, settings, running, 
     pruned = sum(t.state == TrialState.PRUNED for t in finished)
     failed = sum(t.state == TrialState.FAIL for t in finished)
     left = settings.trials - len(finished)
-    per = elapsed / max(1, len(finished))
-    eta = per * max(0, left - running) / max(1, min(parallel, left)) + (per if running else 0)
+    # a trial's own seconds (pruned ones are short), the trials left shared by the workers
+    took = [t.user_attrs.get("seconds") or 0.0 for t in finished] or [elapsed]
+    eta = sum(took) / len(took) * left / max(1, min(parallel, left))
     echo(f"{label}: trial {trial.number} {what}, {record.get('seconds', 0):.0f} s | "
          f"{len(finished)} of {settings.trials} trials done ({pruned} pruned, {failed} failed)"
          + (f", best {best.value:.3f} (trial {best.number})" if best else "")
