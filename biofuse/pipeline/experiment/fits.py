@@ -106,6 +106,15 @@ def run_fit_task(spec: dict, options: dict, cache: str, run_dir: str, kind: str 
         return {"status": "failed", "seconds": time.perf_counter() - start, "error": message}
 
 
+def sizing(workers: int | None, scheduler: str | None, n: int) -> tuple[int, int | None, int]:
+    """Fits run at a time, torch threads per fit (None on an existing cluster: its workers'
+    business) and the machine's cores, for ``n`` fits (grid fits or a search's trials)."""
+    n_cores = cores()
+    check_workers(workers, "cpu")  # fits train on the CPU
+    n_workers = min(workers, n) if workers else max(1, min(n_cores // THREADS_PER_FIT, n))
+    return n_workers, (None if scheduler else max(1, n_cores // n_workers)), n_cores
+
+
 def fit_stage(plan: ExperimentPlan, *, workers: int | None, scheduler: str | None, echo: Echo,
               stop_after: int | None = None, tracker: MlflowTracker | None = None
               ) -> list[tuple[PlannedFit, dict]]:
@@ -115,12 +124,7 @@ def fit_stage(plan: ExperimentPlan, *, workers: int | None, scheduler: str | Non
     if not todo:
         return []
     exp = plan.experiment
-    n_cores = cores()
-    check_workers(workers, "cpu")  # fits train on the CPU
-    n_workers = min(workers, len(todo)) if workers else max(
-        1, min(n_cores // THREADS_PER_FIT, len(todo)))
-    # on an existing cluster, torch threads are the workers' own business (their machines)
-    threads = None if scheduler else max(1, n_cores // n_workers)
+    n_workers, threads, n_cores = sizing(workers, scheduler, len(todo))
     records: list[tuple[PlannedFit, dict]] = []
     args = [(spec_dict(exp, f.task), f.task.resolved(threads=threads).to_dict(),
              str(plan.cache.resolve()), str(f.run_dir.resolve()), f.task.kind) for f in todo]

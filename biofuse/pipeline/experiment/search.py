@@ -25,15 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from biofuse.files import write_atomic
-from biofuse.pipeline.encoders import check_workers, cores
 from biofuse.pipeline.experiment.plan import ExperimentPlan, PlannedFit, PlannedSearch, plan_fit
 from biofuse.pipeline.experiment.progress import as_number, duration, epoch_line
 from biofuse.pipeline.experiment import fits
 from biofuse.pipeline.experiment.fits import (
-    THREADS_PER_FIT,
     Echo,
     fit_stage,
     run_fit_task,
+    sizing,
     spec_dict,
 )
 from biofuse.pipeline.experiment.study import open_study, require_optuna
@@ -256,11 +255,7 @@ class _Pool:
 
     def __init__(self, workers: int | None, scheduler: str | None, trials: int, echo: Echo):
         self.echo = echo
-        n_cores = cores()
-        check_workers(workers, "cpu")
-        self.parallel = min(workers, trials) if workers else max(
-            1, min(n_cores // THREADS_PER_FIT, trials))
-        self.threads = None if scheduler else max(1, n_cores // self.parallel)
+        self.parallel, self.threads, _ = sizing(workers, scheduler, trials)
         self.client = self.cluster = None
         self.done: dict[int, dict] = {}
         if scheduler is None and self.parallel == 1:
