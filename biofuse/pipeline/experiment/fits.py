@@ -61,10 +61,9 @@ def run_fit_task(spec: dict, options: dict, cache: str, run_dir: str, kind: str 
     ``echo``: progress lines of a finetune run in process (they take minutes to hours).
     ``trial``: the fit is a search's trial (study.Reporter): it reports its validation scores,
     may be pruned (status "pruned"), and leaves the test split unscored."""
-    from biofuse.pipeline.experiment.study import Pruned, Reporter
-
     from biofuse.options import from_dict
     from biofuse.pipeline.data import DataSpec, load_dataset
+    from biofuse.pipeline.experiment.study import Pruned, Reporter
     from biofuse.pipeline.finetune import FinetuneOptions, finetune
     from biofuse.pipeline.train import FitOptions, fit
 

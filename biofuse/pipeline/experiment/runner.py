@@ -32,7 +32,6 @@ from biofuse.pipeline.experiment.plan import ExperimentPlan, PlannedFit, make_pl
 from biofuse.pipeline.experiment.search import search_stage
 from biofuse.pipeline.experiment.track import TrackSpec, make_tracker
 
-
 # ----------------------------------------------------------------------------------- the run
 
 @dataclass

@@ -25,8 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from biofuse.files import write_atomic
-from biofuse.pipeline.experiment.plan import ExperimentPlan, PlannedFit, PlannedSearch, plan_fit
-from biofuse.pipeline.experiment.progress import as_number, duration, epoch_line
 from biofuse.pipeline.experiment import fits
 from biofuse.pipeline.experiment.fits import (
     Echo,
@@ -35,6 +33,8 @@ from biofuse.pipeline.experiment.fits import (
     sizing,
     spec_dict,
 )
+from biofuse.pipeline.experiment.plan import ExperimentPlan, PlannedFit, PlannedSearch, plan_fit
+from biofuse.pipeline.experiment.progress import as_number, duration, epoch_line
 from biofuse.pipeline.experiment.study import open_study, require_optuna
 
 SUMMARY = "summary.json"
@@ -73,7 +73,7 @@ def run_search(plan: ExperimentPlan, ps: PlannedSearch, *, workers: int | None,
                scheduler: str | None, echo: Echo) -> dict[str, Any] | None:
     """Run ``ps``'s study up to its number of trials; the best trial's options (path -> value),
     or None when no trial finished with a validation score."""
-    optuna = require_optuna()
+    require_optuna()
     from optuna.trial import TrialState
 
     task, settings = ps.search.task, ps.search.task.search

@@ -128,7 +128,7 @@ class MlflowTracker:
                     return  # the store cannot be opened: one warning per grid is enough
 
     def _log_one(self, fit: Any) -> None:
-        from mlflow.entities import Metric, Param, RunTag
+        from mlflow.entities import Metric, Param
 
         run_dir = Path(fit.run_dir)
         config = _json(run_dir / "config.json")
