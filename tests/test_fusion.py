@@ -23,7 +23,9 @@ DIMS = {"dna": 6, "rna": 5, "protein": 7}
 NT = {"dna": 6, "rna": 1, "protein": 3}
 TINY = {"mil": {"dim": 8, "attn_dim": 4}, "xattn": {"dim": 8, "heads": 2},
         "seqconcat": {"dim": 8}, "isoformer": {"dim": 8, "heads": 2}, "concat": {"dna_dim": 4},
-        "none": {}}
+        "none": {}, "perceiver": {"dim": 8, "heads": 2, "latents": 3, "depth": 1},
+        "perceiver_xattn": {"dim": 8, "heads": 2, "latents": 3, "depth": 1},
+        "cabstractor": {"dim": 8, "latents": 3, "depth": 1}}
 HEAD_TINY = {"textcnn": {"channels": 4}, "lstm": {"hidden": 6}, "mlp": {"hidden": 5},
              "meanlinear": {}}
 COMBOS = list(itertools.product(sorted(FUSIONS), NETWORK_HEADS))  # probes: test_baselines

@@ -117,12 +117,12 @@ def test_attribution_is_per_codon_on_the_grid(experiment):
 
 def test_shipped_references_cover_the_papers_tables():
     refs = load_references()
-    assert set(refs["source"]) == {"biolangfusion", "bridging", "codonbert"}
+    assert set(refs["source"]) == {"biolangfusion", "bridging", "codonbert", "isoformer"}
     cb = refs.filter((pl.col("source") == "codonbert") & (pl.col("key") == reference_key("CoV-Vac")))
     assert dict(zip(cb["method"], cb["value"]))["TextCNN (codons)"] == 0.80
     ecoli = refs.filter((pl.col("key") == "ecoli") & (pl.col("source") == "biolangfusion"))
     assert set(ecoli["metric"]) == {"accuracy"} and ecoli["value"].max() < 1
-    assert refs.height == 13 * 5 + 14 * 6 + 7 * 7
+    assert refs.height == 13 * 5 + 14 * 6 + 7 * 7 + 6  # isoformer: Tables 8 (3) and 4 (3)
 
 
 def _runs(configs):

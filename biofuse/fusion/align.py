@@ -5,6 +5,8 @@ How a modality reaches the grid depends on how many nucleotides one of its token
   1 (RNA-FM, one-hot RNA/DNA) mean over each 3 tokens (kernel 3, stride 3; last codon may be short)
   6 (Nucleotide Transformer)  learnable ConvTranspose1d(kernel 3, stride 2, padding 2), as in
                               BioLangFusion, then cropped or zero-padded to the grid
+  more (Enformer's 128-bp, Borzoi's 32-bp bins)  each codon takes the bin that holds its first
+                              nucleotide (a bin's vector repeats over its ~43 or ~11 codons)
 Masks travel with every tensor: padded positions are zero and flagged False.
 """
 
@@ -32,6 +34,19 @@ def fit_to_grid(x: torch.Tensor, mask: torch.Tensor, grid: int) -> tuple[torch.T
         return x[:, :grid], mask[:, :grid]
     return (nn.functional.pad(x, (0, 0, 0, grid - t)),
             nn.functional.pad(mask, (0, grid - t), value=False))
+
+
+def bins_to_codons(x: torch.Tensor, mask: torch.Tensor, k: int, grid: int
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bins of ``k`` nucleotides -> codon positions: codon j takes bin 3j // k.
+    x: [B, T, D], mask: [B, T] -> [B, grid, D]; a codon past the row's last bin is masked."""
+    b, t, d = x.shape
+    index = torch.div(torch.arange(grid, device=x.device) * 3, k, rounding_mode="floor")
+    inside = index < t
+    index = index.clamp(max=max(t - 1, 0))
+    out = x[:, index] if t else x.new_zeros((b, grid, d))
+    keep = (mask[:, index] if t else mask.new_zeros((b, grid))) & inside[None, :]
+    return out * keep[..., None], keep
 
 
 class Upsample6mer(nn.Module):
@@ -64,7 +79,7 @@ class Aligner(nn.Module):
         self.upsample = nn.ModuleDict({m: Upsample6mer(dims[m])
                                        for m, k in nt_per_token.items() if k == 6})
         for m, k in nt_per_token.items():
-            if k not in (1, 3, 6):
+            if k not in (1, 3, 6) and k < 7:
                 raise ValueError(f"cannot align {m}: {k} nucleotides per token")
 
     def forward(self, feats: dict[str, torch.Tensor], masks: dict[str, torch.Tensor],
@@ -80,6 +95,8 @@ class Aligner(nn.Module):
                 x, mask = codon_pool(x, mask)
             elif k == 6:
                 x, mask = self.upsample[m](x, mask)
+            elif k > 6:
+                x, mask = bins_to_codons(x, mask, k, g)
             x, mask = fit_to_grid(x, mask, g)
             keep = mask & grid_mask
             out[m] = x * keep[..., None]

@@ -2,8 +2,12 @@
 common dim, attends in turn to each other modality (cross-attention, 8 heads, residual + norm),
 giving one multi-modal embedding per modality; their concatenation along the sequence axis is
 the fused representation. No codon alignment (IsoFormer's DNA, transcript and protein are not
-on one grid). An absent modality contributes nothing: its cross-attention term is zeroed and its
-own stream is masked out."""
+on one grid; Enformer's 128-bp bins enter as they are). An absent modality contributes nothing:
+its cross-attention term is zeroed and its own stream is masked out.
+
+``cross_blocks`` and ``cross_aggregate`` are that block alone; IsoFormer's Table 4 ablations
+(resampler.py) reuse it.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from biofuse.fusion.base import (AttentionOptions, Fusion, FusionOutput, TokenOptions, compact,
-                                 shared_width)
+from biofuse.fusion.base import AttentionOptions, Fusion, FusionOutput, TokenOptions, compact, shared_width
 from biofuse.options import same_option
 
 
@@ -21,6 +24,36 @@ from biofuse.options import same_option
 class IsoformerOptions(AttentionOptions, TokenOptions):
     prefix = "isoformer-"
     heads: int = same_option(AttentionOptions, "heads", 8)  # IsoFormer's 8
+
+
+def cross_blocks(modalities: list[str], dim: int, heads: int, dropout: float
+                 ) -> tuple[nn.ModuleDict, nn.ModuleDict]:
+    """The attention and LayerNorm of every ordered pair of modalities ("q->k")."""
+    pairs = [f"{q}->{k}" for q in modalities for k in modalities if q != k]
+    return (nn.ModuleDict({p: nn.MultiheadAttention(dim, heads, dropout=dropout,
+                                                    batch_first=True) for p in pairs}),
+            nn.ModuleDict({p: nn.LayerNorm(dim) for p in pairs}))
+
+
+def cross_aggregate(cross: nn.ModuleDict, norm: nn.ModuleDict, h: dict[str, torch.Tensor],
+                    valid: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Each modality's stream h[m] [B, T_m, dim] attends in turn to every other modality's
+    (residual + LayerNorm after each); the updated streams, zero where invalid."""
+    out = {}
+    for q in h:
+        x = h[q]
+        for k in h:
+            if k == q:
+                continue
+            ignore = ~valid[k]
+            empty = ~valid[k].any(1)  # rows without modality k: zero its contribution
+            ignore[empty, 0] = False
+            att, _ = cross[f"{q}->{k}"](x, h[k], h[k], key_padding_mask=ignore,
+                                        need_weights=False)
+            att = att * (~empty)[:, None, None]
+            x = norm[f"{q}->{k}"](x + att)
+        out[q] = x * valid[q][..., None]
+    return out
 
 
 class IsoFormerAggregation(Fusion):
@@ -33,29 +66,12 @@ class IsoFormerAggregation(Fusion):
         heads, dropout = self.options.heads, self.options.dropout
         dim = shared_width(self.options.dim, dims, heads)
         self.proj = nn.ModuleDict({m: nn.Linear(dims[m], dim) for m in self.modalities})
-        self.cross = nn.ModuleDict({
-            f"{q}->{k}": nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
-            for q in self.modalities for k in self.modalities if q != k})
-        self.norm = nn.ModuleDict({f"{q}->{k}": nn.LayerNorm(dim) for q in self.modalities
-                                   for k in self.modalities if q != k})
+        self.cross, self.norm = cross_blocks(self.modalities, dim, heads, dropout)
         self.out_dim = dim
 
     def forward(self, feats, masks, present):
         valid = {m: masks[m] & present[m][:, None] for m in self.modalities}
-        h = {m: self.proj[m](feats[m]) for m in self.modalities}
-        out = {}
-        for q in self.modalities:
-            x = h[q]
-            for k in self.modalities:
-                if k == q:
-                    continue
-                ignore = ~valid[k]
-                empty = ~valid[k].any(1)  # rows without modality k: zero its contribution
-                ignore[empty, 0] = False
-                att, _ = self.cross[f"{q}->{k}"](x, h[k], h[k], key_padding_mask=ignore,
-                                                 need_weights=False)
-                att = att * (~empty)[:, None, None]
-                x = self.norm[f"{q}->{k}"](x + att)
-            out[q] = x * valid[q][..., None]
+        out = cross_aggregate(self.cross, self.norm,
+                              {m: self.proj[m](feats[m]) for m in self.modalities}, valid)
         return FusionOutput(*compact(torch.cat([out[m] for m in self.modalities], dim=1),
                                      torch.cat([valid[m] for m in self.modalities], dim=1)))

@@ -39,6 +39,11 @@ SOURCES = {
         "codonbert", "Li et al., CodonBERT: large language models for mRNA vaccines, Genome "
         "Research 34 (2024), Table 2", "CodonBERT's 70/15/15 splits (the Split column of its "
         "benchmark tables)"),
+    "isoformer": Source(
+        "isoformer", "Garau-Luis et al., Multi-modal transfer learning between biological "
+        "foundation models (IsoFormer), NeurIPS 2024: Table 8 (DNA encoders, DNA + RNA + protein) "
+        "and Table 4 (aggregation ablations); Spearman on its transcript isoform expression task",
+        "the paper's own splits"),
 }
 
 

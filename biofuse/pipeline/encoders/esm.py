@@ -210,16 +210,8 @@ class EsmFamilyEncoder(Encoder):
         self.n_specials = 1 + int(self.add_eos)
         self._cfg, self._layer = cfg, layer
         self.device = torch.device(request.device)
-        self._model = None
 
-    @property
-    def model(self):
-        """The network, loaded on first use (planning and fingerprints never load weights)."""
-        if self._model is None:
-            self._model = self._load()
-        return self._model
-
-    def _load(self):
+    def load(self):
         try:
             model, _ = build_esm(self._cfg, self._layer, init=False)
         except (TypeError, ValueError, KeyError) as exc:
@@ -227,15 +219,7 @@ class EsmFamilyEncoder(Encoder):
                              f"ESM-architecture model ({type(exc).__name__}: {exc}).",
                              "Use the config.json saved with the weights (save_pretrained writes "
                              "both), or a registered encoder name.") from None
-        try:
-            raw = load_state_dict(self.model_dir)
-        except ModelError:
-            raise
-        except Exception as exc:  # a damaged or truncated weight file
-            raise ModelError(f"The weight files in {self.model_dir} cannot be read "
-                             f"({type(exc).__name__}: {exc}).",
-                             "Re-download or re-save the model (model.safetensors).") from None
-        state = {_canonical_key(k): v for k, v in raw.items()}
+        state = {_canonical_key(k): v for k, v in load_state_dict(self.model_dir).items()}
         wanted = model.state_dict()
         missing = [k for k in wanted if k not in state and not k.endswith("position_ids")
                    and "inv_freq" not in k]

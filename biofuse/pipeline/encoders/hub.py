@@ -147,7 +147,12 @@ def load_state_dict(model_dir: Path) -> dict:
 
         state = {}
         for f in files:
-            state.update(load_file(str(f)))
+            try:
+                state.update(load_file(str(f)))
+            except Exception as exc:  # a damaged or truncated weight file
+                raise ModelError(f"The weight file {f} cannot be read ({type(exc).__name__}: "
+                                 f"{exc}).", "Re-download or re-save the model "
+                                 "(model.safetensors).") from None
         return state
     path = weights_file(model_dir)
     try:

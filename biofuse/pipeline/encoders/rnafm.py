@@ -58,25 +58,18 @@ class RnaFmEncoder(Encoder):
                                    "vocab_size": len(self.tokenizer), "cls": True, "eos": True}
         self.n_specials = 2
         self.device = torch.device(request.device)
-        self._model = None
 
     def weights_id(self) -> str:
         return self.revision
 
-    @property
-    def model(self):
-        if self._model is None:
-
-            mm = _multimolecule()
-            dtype = torch_dtype(self.request.dtype)
-            try:  # PyTorch's fused attention where multimolecule supports it (eager otherwise)
-                model = mm.RnaFmModel.from_pretrained(str(self.model_dir), add_pooling_layer=False,
-                                                      attn_implementation="sdpa")
-            except (ValueError, TypeError, ImportError):
-                model = mm.RnaFmModel.from_pretrained(str(self.model_dir),
-                                                      add_pooling_layer=False)
-            self._model = model.to(self.device, dtype=dtype).eval()
-        return self._model
+    def load(self):
+        mm = _multimolecule()
+        try:  # PyTorch's fused attention where multimolecule supports it (eager otherwise)
+            model = mm.RnaFmModel.from_pretrained(str(self.model_dir), add_pooling_layer=False,
+                                                  attn_implementation="sdpa")
+        except (ValueError, TypeError, ImportError):
+            model = mm.RnaFmModel.from_pretrained(str(self.model_dir), add_pooling_layer=False)
+        return model.to(self.device, dtype=torch_dtype(self.request.dtype)).eval()
 
     def tokenize(self, sequence: str) -> list[int]:
         return self.tokenizer(sequence, add_special_tokens=False)["input_ids"]
