@@ -131,3 +131,20 @@ def test_the_demo_grid_tracked_gives_one_mlflow_run_per_fit(tmp_path):
     assert {run.data.tags["fusion"] for run in found} == {"none", "concat", "mil"}
     assert all("val_spearman" in run.data.metrics and "fit.lr" in run.data.params
                for run in found)
+
+
+@pytest.mark.slow  # MLflow creates its SQLite schema per store: seconds each
+def test_a_search_logs_its_tuned_fits_not_its_trials(tmp_path):
+    pytest.importorskip("optuna")
+    path = experiment(tmp_path, seeds=(0, 1))
+    text = path.read_text().replace("epochs = 3", "epochs = 3\nlr = { log_uniform = [1e-4, 1e-2] }"
+                                    "\nsearch = { trials = 3, seed = 0 }")
+    path.write_text(text)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = biofuse.run(path, out=tmp_path / "out", workers=1, track=f"mlflow:{uri}")
+    assert result.ok
+    _, found = runs(uri)
+    assert len(found) == 2  # one tuned fit per seed; the 3 trials live in the study
+    assert {r.data.tags["biofuse.tuned"] for r in found} == {"3 trials"}
+    assert {r.data.tags["biofuse.searched"] for r in found} == {"lr"}
+    assert all(Path(r.data.tags["biofuse.run_dir"]).parents[1].name == "runs" for r in found)

@@ -142,6 +142,8 @@ class MlflowTracker:
                 "biofuse.version": str(config.get("biofuse_version", "")),
                 "fusion": str(options.get("fusion", options.get("method", ""))),
                 "head": str(options.get("head", "")), "seed": str(options.get("seed", ""))}
+        if getattr(fit, "tuned", None):  # a search's best configuration, run for this seed
+            tags |= {"biofuse.tuned": fit.tuned, "biofuse.searched": ",".join(fit.searched)}
         run = self.client.create_run(self.experiment_id, run_name=run_dir.name, tags=tags)
         rid = run.info.run_id
         params = [Param(_name(k), v[:6000]) for k, v in _flat("fit", options)]
