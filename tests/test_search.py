@@ -168,8 +168,8 @@ def test_a_killed_search_resumes_its_study_and_retries_the_interrupted_trial(tmp
     from biofuse.pipeline.experiment import search
 
     text = SEARCH.replace('fusion = ["concat", "mil"]', 'fusion = "concat"').replace(
-        "mil = { dim = { int = [8, 24] } }", "")
-    path = experiment(tmp_path, text)
+        "mil = { dim = { int = [8, 24] } }", "").replace("startup_trials = 1", "startup_trials = 4")
+    path = experiment(tmp_path, text)  # every trial sampled at random: the seeded stream shows
     real, calls = search.run_fit_task, []
 
     def ctrl_c_in_the_third_trial(*args):
@@ -193,6 +193,9 @@ def test_a_killed_search_resumes_its_study_and_retries_the_interrupted_trial(tmp
     assert 2 not in [t["number"] for t in summary["trials"]]  # the orphan is left out
     retried = next(t for t in summary["trials"] if t["number"] == 3)  # the next trial asked
     assert retried["params"]["lr"] == pytest.approx(interrupted_options["lr"])
+    # the resumed sampler does not restart its seeded stream: no trial repeats trial 0 or 1
+    lrs = [t["params"]["lr"] for t in summary["trials"]]
+    assert len(set(lrs)) == len(lrs), lrs
 
 
 def test_without_optuna_a_search_is_a_clear_error(tmp_path, monkeypatch):
