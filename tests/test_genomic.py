@@ -111,6 +111,24 @@ def test_a_pickled_checkpoint_is_refused(tmp_path):
         build_encoder(EncoderRequest(model=str(path), modality="dna")).forward([[0]])
 
 
+@pytest.mark.parametrize("key, value, expected", [
+    ("target_length", -3, "target_length = -3 is not a whole number"),
+    ("input_length", "big", "input_length = 'big' is not a whole number"),
+    ("heads", "x", "does not describe a complete enformer"),
+    ("dim", 50, "do not fit the enformer in its config.json"),
+])
+def test_a_hostile_config_is_one_model_error(enformer_dir, tmp_path, key, value, expected):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(enformer_dir, bad)
+    config = json.loads((bad / "config.json").read_text())
+    (bad / "config.json").write_text(json.dumps({**config, key: value}))
+    with pytest.raises(ModelError, match=expected):
+        enc = build_encoder(EncoderRequest(model=str(bad), modality="dna"))
+        enc.forward([enc.tokenize("ACGT" * 40)])
+
+
 def test_wrong_uses_are_clear_errors(enformer_dir, monkeypatch):
     with pytest.raises(ModelError, match="embeds DNA, not protein"):
         build_encoder(EncoderRequest(model=str(enformer_dir), modality="protein"))

@@ -36,6 +36,7 @@ from biofuse.modality import Modality
 from biofuse.pipeline.encoders.base import Encoder, EncoderInfo, EncoderRequest, torch_dtype
 from biofuse.pipeline.encoders.hub import (
     ModelError,
+    config_int,
     load_state_dict,
     local_or_hub,
     read_config,
@@ -140,16 +141,19 @@ class BinnedDnaEncoder(Encoder):
         except (TypeError, ValueError) as exc:
             raise ModelError(f"{self.model_dir}/config.json is not a {family} configuration "
                              f"({exc}).", "Use the config.json saved with the weights.") from None
-        self.bin = self.arch.bin
+        where = self.model_dir
         if family == "enformer":
-            self.bin = 2 ** int(getattr(self.config, "num_downsamples", 7))
-            out_bins, dim = int(self.config.target_length), 2 * int(self.config.dim)
+            self.bin = 2 ** config_int(cfg, "num_downsamples", where, 7)
+            out_bins = config_int(cfg, "target_length", where, 896)
+            dim = 2 * config_int(cfg, "dim", where, 1536)
         else:
-            out_bins = (int(self.config.bins_to_return) if self.config.return_center_bins_only
-                        else 16384 - 32)
+            self.bin = self.arch.bin
+            out_bins = (config_int(cfg, "bins_to_return", where, 6144)
+                        if cfg.get("return_center_bins_only", True) else 16384 - 32)
             dim = 1920
         self.out_bins = out_bins
-        self.input_length = int(cfg.get("input_length", out_bins * self.bin + 2 * self.arch.flank))
+        self.input_length = config_int(cfg, "input_length", where,
+                                       out_bins * self.bin + 2 * self.arch.flank)
         flank = self.input_length - out_bins * self.bin
         if flank < 0 or flank % (2 * self.bin) or self.input_length % 128:
             raise ModelError(
@@ -182,7 +186,13 @@ class BinnedDnaEncoder(Encoder):
 
     def load(self):
 
-        model = self.model_class(self.config)
+        try:
+            model = self.model_class(self.config)
+        except (TypeError, ValueError, ZeroDivisionError, RuntimeError) as exc:
+            raise ModelError(f"{self.model_dir}/config.json does not describe a complete "
+                             f"{self.arch.family} ({type(exc).__name__}: {exc}).",
+                             "Use the config.json saved with the weights, or a registered "
+                             "encoder name.") from None
         if self.arch.family == "enformer" and self.source == ENFORMER_HUB:
             for module in model.modules():  # what enformer_pytorch.from_pretrained sets
                 if hasattr(module, "use_tf_gamma"):
