@@ -6,7 +6,9 @@ dir as model.safetensors and loaded through biofuse's own path (``build_encoder`
 then runs in a fresh process (so its peak resident memory is its own): one warm-up window and
 ``--repeats`` timed windows, each a whole 114,688-bp output span (a gene of that length, or any
 shorter one: every window costs one full 196,608-bp input). The two dtypes alternate in one run;
-their ratio is the figure to quote, and bf16's cosine to fp32 says what it costs.
+their ratio is the figure to quote, and bf16's cosine to fp32 says what it costs. The window's
+operation count (PyTorch's FLOP counter) turns the times into a sustained rate, and lets a
+reader estimate another device from its own rate.
 
     python bench/enformer_bench.py --out bench/results/enformer.json
 """
@@ -38,6 +40,21 @@ def save_model(path: Path) -> None:
     save_model(model, str(path / "model.safetensors"))
     print(f"saved a random Enformer ({sum(p.numel() for p in model.parameters()) / 1e6:.0f} M "
           "parameters)", file=sys.stderr)
+
+
+def window_flops() -> float:
+    """Floating-point operations of one window's forward (PyTorch's counter, on the meta
+    device: no memory, no time), so a reader can divide by their device's sustained rate."""
+    import torch
+    from enformer_pytorch import Enformer
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"):
+        model = Enformer.from_hparams()
+        x = torch.zeros(1, 196_608, 4)
+    with FlopCounterMode(display=False) as counter:
+        model(x, return_only_embeddings=True)
+    return float(counter.get_total_flops())
 
 
 def measure(model_dir: str, dtype: str, repeats: int, out: str) -> None:
@@ -93,7 +110,10 @@ def main() -> None:
     a, b = results["fp32"].pop("embedding"), results["bf16"].pop("embedding")
     cosine = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
     fp32, bf16 = results["fp32"]["median_s"], results["bf16"]["median_s"]
+    flops = window_flops()
     report = {"cpu": _cpu(), "cores": cores(), "results": results,
+              "gflop_per_window": flops / 1e9,
+              "gflops_per_s": {d: flops / 1e9 / results[d]["median_s"] for d in results},
               "bf16_speedup": fp32 / bf16, "bf16_min_cosine": float(cosine.min()),
               "hours_per_1000_genes": {"fp32": fp32 * 1000 / 3600, "bf16": bf16 * 1000 / 3600}}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
