@@ -250,7 +250,7 @@ def test_micro_batches_accumulate_to_the_same_step(esm_dir, table, tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--method", "qlora"], "'qlora' is not one of 'lora', 'full'"),
-    (["--model", "onehot"], "onehot is not a transformer encoder"),
+    (["--model", "onehot"], "onehot is not an encoder biofuse can finetune"),
     (["--lora-rank", "0"], "--lora-rank 0 is out of range"),
     (["--lora-rank", "-3"], "--lora-rank -3 is out of range"),
     (["--backbone-lr", "0"], "--backbone-lr 0.0 is out of range"),

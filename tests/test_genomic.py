@@ -129,6 +129,17 @@ def test_a_hostile_config_is_one_model_error(enformer_dir, tmp_path, key, value,
         enc.forward([enc.tokenize("ACGT" * 40)])
 
 
+def test_finetuning_enformer_is_refused_with_the_alternative(enformer_dir, tmp_path):
+    table = tmp_path / "t.csv"
+    pl.DataFrame({"id": ["a", "b"], "sequence": ["AUGGCC" * 30] * 2, "label": [1.0, 2.0]}
+                 ).write_csv(table)
+    res = CliRunner().invoke(main, ["finetune", str(table), "--modality", "dna", "--model",
+                                    str(enformer_dir), "--method", "full", "--out",
+                                    str(tmp_path / "ft")])
+    assert res.exit_code != 0 and "not an encoder biofuse can finetune" in res.output
+    assert "biofuse fit --fusion none" in res.output and "Traceback" not in res.output
+
+
 def test_wrong_uses_are_clear_errors(enformer_dir, monkeypatch):
     with pytest.raises(ModelError, match="embeds DNA, not protein"):
         build_encoder(EncoderRequest(model=str(enformer_dir), modality="protein"))

@@ -32,7 +32,13 @@ from biofuse.locks import exclusive
 from biofuse.modality import Modality
 from biofuse.pipeline.data import Dataset
 from biofuse.pipeline.data.splits import split_rows
-from biofuse.pipeline.encoders import EncoderRequest, autocast, build_encoder, encoder_info
+from biofuse.pipeline.encoders import (
+    Encoder,
+    EncoderRequest,
+    autocast,
+    build_encoder,
+    encoder_info,
+)
 from biofuse.pipeline.extract import extract_command
 from biofuse.pipeline.finetune.model import (
     EncoderHead,
@@ -92,17 +98,24 @@ def build_network(options: FinetuneOptions, encoder, device: str):
 def load_encoder(options: FinetuneOptions, device: str):
     """The base encoder, checked to be one finetune can train."""
     model, modality = options.encoder_model, Modality.parse(options.modality)
-    info = encoder_info(model, modality)
-    if info is not None and info.family not in FINETUNABLE:
-        raise ConfigError(f"{model} is not a transformer encoder, so it cannot be finetuned "
+
+    def refuse(info) -> None:
+        raise ConfigError(f"{model} is not an encoder biofuse can finetune "
                           f"({info.description}).",
                           "Finetune esm2_*, nt_* or rnafm (or a model directory of those "
                           f"architectures); to train a head on frozen {model} embeddings, use "
                           "`biofuse fit --fusion none`.")
+
+    info = encoder_info(model, modality)
+    if info is not None and info.family not in FINETUNABLE:
+        refuse(info)  # a registered name: refused before any loading
     request = EncoderRequest(model=model, modality=modality, dtype="fp32", device=device,
                              long_policy=options.long_policy,
                              window_overlap=options.window_overlap)
-    return build_encoder(request)
+    encoder = build_encoder(request)
+    if type(encoder).hidden is Encoder.hidden:  # a directory of a family finetune cannot train
+        refuse(encoder.info)
+    return encoder
 
 
 def _run_key(ds: Dataset, options: FinetuneOptions, base_fingerprint: str) -> str:
