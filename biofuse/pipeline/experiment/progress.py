@@ -100,22 +100,28 @@ class FitProgress:
             if line:
                 self.echo(f"  {fit.task.dataset} {Path(fit.run_dir).name}: {line}")
 
-    @contextmanager
-    def watching(self, fit: Any, every: float) -> Iterator[None]:
+    def watching(self, fit: Any, every: float):
         """Heartbeats every ``every`` seconds while ``fit`` runs in this process."""
-        stop = threading.Event()
+        return beating(every, lambda: self.heartbeat([fit]))
 
-        def beat() -> None:
-            while not stop.wait(every):
-                self.heartbeat([fit])
 
-        thread = threading.Thread(target=beat, name="biofuse-heartbeat", daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            thread.join()
+@contextmanager
+def beating(seconds: float, beat: Callable[[], None]) -> Iterator[None]:
+    """Call ``beat`` every ``seconds`` from a background thread while the block runs (the
+    heartbeat of work done in this process)."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(seconds):
+            beat()
+
+    thread = threading.Thread(target=loop, name="biofuse-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _config(fit: Any) -> Any:

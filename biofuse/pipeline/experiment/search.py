@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -34,7 +33,7 @@ from biofuse.pipeline.experiment.fits import (
     spec_dict,
 )
 from biofuse.pipeline.experiment.plan import ExperimentPlan, PlannedFit, PlannedSearch, plan_fit
-from biofuse.pipeline.experiment.progress import as_number, duration, epoch_line
+from biofuse.pipeline.experiment.progress import as_number, beating, duration, epoch_line
 from biofuse.pipeline.experiment.study import open_study, require_optuna
 
 SUMMARY = "summary.json"
@@ -311,22 +310,15 @@ class _Pool:
 
 def _watched(args: tuple, echo: Echo) -> dict:
     """A trial in this process, with a heartbeat line every HEARTBEAT seconds."""
-    stop = threading.Event()
-    log = Path(args[3]) / "train_log.csv"
+    run_dir = Path(args[3])
 
     def beat() -> None:
-        while not stop.wait(fits.HEARTBEAT):
-            line = epoch_line(log, 0.0)
-            if line:
-                echo(f"  {Path(args[3]).parent.name} {Path(args[3]).name}: {line}")
+        line = epoch_line(run_dir / "train_log.csv", 0.0)
+        if line:
+            echo(f"  {run_dir.parent.name} {run_dir.name}: {line}")
 
-    thread = threading.Thread(target=beat, name="biofuse-trial-heartbeat", daemon=True)
-    thread.start()
-    try:
+    with beating(fits.HEARTBEAT, beat):
         return run_fit_task(*args[:5], None, args[5])
-    finally:
-        stop.set()
-        thread.join()
 
 
 def _value(v: Any) -> str:
