@@ -96,11 +96,12 @@ class PerceiverXattnFusion(Fusion):
         self.out_dim = dim
 
     def forward(self, feats, masks, present):
-        has = {m: (masks[m] & present[m][:, None]).any(1) for m in self.modalities}  # [B]
+        valid = {m: masks[m] & present[m][:, None] for m in self.modalities}
+        has = {m: valid[m].any(1) for m in self.modalities}  # [B]
         latent_valid = {m: has[m][:, None].expand(-1, self.options.latents)
                         for m in self.modalities}
-        h = {m: self.resample[m](self.proj[m](feats[m]), masks[m] & present[m][:, None])
-             * has[m][:, None, None] for m in self.modalities}
+        h = {m: self.resample[m](self.proj[m](feats[m]), valid[m]) * has[m][:, None, None]
+             for m in self.modalities}
         out = cross_aggregate(self.cross, self.norm, h, latent_valid)
         return FusionOutput(*compact(torch.cat([out[m] for m in self.modalities], dim=1),
                                      torch.cat([latent_valid[m] for m in self.modalities], 1)))

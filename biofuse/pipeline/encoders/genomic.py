@@ -178,9 +178,6 @@ class BinnedDnaEncoder(Encoder):
         self.n_specials = self.input_length // self.bin
         self.device = torch.device(request.device)
 
-    def resolved_layer(self) -> int:
-        return 1 if self.request.layer == -1 else self.request.layer
-
     def weights_id(self) -> str:
         return self.revision
 
