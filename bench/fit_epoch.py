@@ -69,8 +69,17 @@ BEFORE = {"xattn@0.6": ("xattn", {"dim": 256, "dropout": 0.1}),
 
 
 def method(name: str) -> tuple[str, dict]:
-    """A fusion name, or one of BEFORE's: the registered fusion and its options."""
-    return BEFORE.get(name, (name, OPTIONS.get(name, {})))
+    """A fusion name, one of BEFORE's, or ``fusion@option=value[+option=value]``
+    (``isoformer@heads=2``): the registered fusion and its options."""
+    if name in BEFORE:
+        return BEFORE[name]
+    fusion, _, given = name.partition("@")
+    options = dict(OPTIONS.get(fusion, {}))
+    for item in filter(None, given.split("+")):
+        key, _, value = item.partition("=")
+        options[key] = json.loads(value) if value[:1].isdigit() or value in ("true", "false") \
+            else value
+    return fusion, options
 
 
 def epoch(name: str, ds, inputs, dtype: str, budget: float, count: bool = True,
@@ -144,7 +153,8 @@ def main(argv=None) -> None:
     ap.add_argument("--table", type=Path, help="print the Markdown table of a results JSON")
     ap.add_argument("--tables", default="cov_vac,mrfp,mlos")
     ap.add_argument("--fusions", default=",".join(sorted(FUSIONS)),
-                    help=f"comma-separated; also {', '.join(BEFORE)} (0.6's defaults)")
+                    help=f"comma-separated; also {', '.join(BEFORE)} (0.6's defaults), "
+                         "or FUSION@OPTION=VALUE[+OPTION=VALUE] (isoformer@heads=2)")
     ap.add_argument("--dtypes", default="fp32,bf16")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--budget", type=float, default=20.0,
