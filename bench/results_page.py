@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from biofuse.heads.probes import PROBES  # noqa: E402
-from biofuse.pipeline.report.results import mil_weights, summarise  # noqa: E402
+from biofuse.pipeline.report.results import mil_weights, read_runs_table, summarise  # noqa: E402
 from biofuse.pipeline.report.verdicts import (  # noqa: E402
     FUSIONS_ONLY,
     best_on_validation,
@@ -48,7 +48,7 @@ BAR = "TextCNN (codons)"  # the issue's floor for the best fusion on test (CoV-V
 def experiment_section(folder: Path, refs: pl.DataFrame) -> list[str]:
     doc = tomllib.loads((folder / "experiment.toml").read_text())
     name = doc.get("name", folder.name)
-    runs = pl.read_parquet(folder / "runs.parquet")
+    runs = read_runs_table(folder)
     done = runs.filter(pl.col("status") == "complete")
     table = summarise(runs)
     when = max((Path(r) / "metrics.json").stat().st_mtime for r in done["run_dir"])

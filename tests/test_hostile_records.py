@@ -264,6 +264,20 @@ def test_a_damaged_runs_table_falls_back_to_the_run_directories(finished, tmp_pa
     assert "## d" in (tmp_path / "rep" / "report.md").read_text()
 
 
+def test_a_runs_table_from_an_older_version_is_read_with_its_newer_columns_empty(finished,
+                                                                                  tmp_path):
+    """biofuse 0.7 wrote runs.parquet without the search columns (tuned, searched): the report
+    reads it as it is, with no warning and nothing missing."""
+    shutil.copytree(finished / "exp", tmp_path / "exp")
+    path = tmp_path / "exp" / "runs.parquet"
+    old = pl.read_parquet(path).drop("tuned", "searched")
+    old.write_parquet(path)
+    res = run("report", tmp_path / "exp", "--out", tmp_path / "rep")
+    assert res.exit_code == 0, res.output
+    assert "warning:" not in res.output
+    assert "## d" in (tmp_path / "rep" / "report.md").read_text()
+
+
 # ------------------------------------------------------------------------ the rest
 
 @pytest.mark.parametrize("address", ["garbage", "tcp://", "tcp://localhost:notaport",

@@ -152,8 +152,11 @@ def read_runs_table(folder: Path) -> pl.DataFrame:
         missing = [c for c in ("run_dir", "status", "dataset", "config_id") if c not in frame.columns]
         if missing:
             raise ValueError(f"no column {', '.join(missing)}")
-        frame = frame.with_columns(*(pl.col(c).cast(dtype, strict=False)
-                                     for c, dtype in _SCHEMA.items() if c in frame.columns))
+        # cast to the table's types; a column a newer biofuse added (a search's "tuned") is
+        # empty in a table an older one wrote
+        frame = frame.with_columns(*(pl.col(c).cast(dtype, strict=False) if c in frame.columns
+                                     else pl.lit(None, dtype).alias(c)
+                                     for c, dtype in _SCHEMA.items()))
         if frame.select(pl.col("run_dir", "dataset", "config_id").is_null().any()).row(0) != (
                 False, False, False):
             raise ValueError("rows without a run directory, dataset or configuration")
