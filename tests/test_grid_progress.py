@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
 from biofuse.pipeline.experiment.progress import FitProgress, epoch_line
 
 HEADER = "epoch,train_loss,val_score,val_selection,lr,seconds,tokens"
@@ -106,3 +108,46 @@ def test_an_interrupted_fit_is_said_to_be_interrupted_not_done(tmp_path):
                                        "metrics": {"val": {"spearman": 0.5}, "test": {}}})
     assert "interrupted after 12 s" in lines[0] and "test undefined" not in lines[0]
     assert "fits 0 done, 1 running, 0 failed, 1 interrupted, 1 left" in lines[0]
+
+
+def test_a_resumed_grid_has_an_eta_from_its_first_heartbeat_and_it_falls_as_fits_run(tmp_path):
+    """The fits an earlier run finished (their metrics.json) estimate the ones left, and the
+    running fits' work so far is taken off: no wait for a first fit of an hour to finish."""
+    import json
+
+    from biofuse.pipeline.experiment.progress import finished_seconds
+
+    def planned(name, fusion, config, seconds=None):
+        f = SimpleNamespace(task=SimpleNamespace(dataset="mrfp", options={"fusion": fusion}),
+                            run_dir=tmp_path / name, config_id=config)
+        f.run_dir.mkdir()
+        if seconds is not None:
+            (f.run_dir / "metrics.json").write_text(json.dumps({"seconds": seconds}))
+        return f
+
+    dear0, cheap0 = planned("i0", "isoformer", "i", 3000.0), planned("c0", "concat", "c", 30.0)
+    damaged = planned("x0", "xattn", "x")
+    (damaged.run_dir / "metrics.json").write_text("{")
+    before = finished_seconds([dear0, cheap0, damaged, planned("q", "concat", "c")])
+    assert before == {id(dear0): 3000.0, id(cheap0): 30.0}
+    dear1, cheap1 = planned("i1", "isoformer", "i"), planned("c1", "concat", "c")
+    lines: list[str] = []
+    bar = FitProgress(total=2, parallel=1, echo=lines.append,
+                      fits=[dear1, cheap1, dear0, cheap0], before=before)
+    assert bar.eta(2) == pytest.approx(3030.0, abs=1)
+    bar.start -= 1000  # dear1 has trained for 1,000 s
+    assert bar.eta(2) == pytest.approx(2030.0, abs=1)
+    bar.start -= 5000  # longer than expected: never below what the queued fit needs
+    assert bar.eta(2) == pytest.approx(30.0, abs=1)
+    bar.heartbeat([dear1])
+    assert lines[-1].startswith("fits 0 done, 1 running, 0 failed, 2 left; 1h 40m so far, ETA ")
+    bar.finished(dear1, {"status": "complete", "seconds": 6000.0, "metrics": {}})
+    assert bar.expected(cheap1) == 30.0 and "1 left, ETA" in lines[-1]
+
+
+def test_without_anything_finished_there_is_no_eta_yet():
+    lines: list[str] = []
+    bar = FitProgress(total=2, parallel=1, echo=lines.append, fits=[object(), object()])
+    assert bar.eta(2) is None
+    bar.heartbeat()
+    assert "ETA" not in lines[-1]

@@ -17,7 +17,7 @@ from biofuse.files import disk_error
 from biofuse.pipeline.encoders import check_workers, cores
 from biofuse.pipeline.experiment.file import Experiment
 from biofuse.pipeline.experiment.plan import ExperimentPlan, PlannedFit
-from biofuse.pipeline.experiment.progress import FitProgress
+from biofuse.pipeline.experiment.progress import FitProgress, finished_seconds
 from biofuse.pipeline.experiment.tasks import Task
 from biofuse.pipeline.experiment.track import MlflowTracker
 
@@ -130,7 +130,7 @@ def fit_stage(plan: ExperimentPlan, *, workers: int | None, scheduler: str | Non
     if scheduler is None and n_workers == 1:
         echo(f"fits: {len(todo)} to run one after another in this process, {threads} torch "
              f"thread(s) each ({n_cores} cores; --workers N runs N at a time on Dask)")
-        bar = FitProgress(len(todo), 1, echo, fits=list(todo))
+        bar = _progress(plan, todo, 1, echo)
         for fit, a in zip(todo, args):
             if stop_after is not None and len(records) >= stop_after:
                 raise KeyboardInterrupt
@@ -143,7 +143,17 @@ def fit_stage(plan: ExperimentPlan, *, workers: int | None, scheduler: str | Non
             _track(tracker, fit, record)
             _stop_on_the_machine(record)
         return records
-    return _dask_fits(todo, args, n_workers, threads, n_cores, scheduler, echo, records, tracker)
+    return _dask_fits(todo, args, n_workers, threads, n_cores, scheduler, echo, records, tracker,
+                      _progress(plan, todo, n_workers, echo))
+
+
+def _progress(plan: ExperimentPlan, todo: list[PlannedFit], parallel: int, echo: Echo
+              ) -> FitProgress:
+    """The progress of ``todo``, its ETA from the fits this run and earlier ones finished."""
+    before = finished_seconds(f for f in plan.fits if f.finished)
+    return FitProgress(len(todo), parallel, echo,
+                       fits=list(todo) + [f for f in plan.fits if id(f) in before],
+                       before=before)
 
 
 def _track(tracker: MlflowTracker | None, fit: PlannedFit, record: dict) -> None:
@@ -151,7 +161,7 @@ def _track(tracker: MlflowTracker | None, fit: PlannedFit, record: dict) -> None
         tracker.log([fit])
 
 
-def _dask_fits(todo, args, n_workers, threads, n_cores, scheduler, echo, records, tracker):
+def _dask_fits(todo, args, n_workers, threads, n_cores, scheduler, echo, records, tracker, bar):
     try:
         from distributed import Client, wait
     except ImportError as exc:  # pragma: no cover — a dependency of biofuse
@@ -172,7 +182,7 @@ def _dask_fits(todo, args, n_workers, threads, n_cores, scheduler, echo, records
 
         cluster = local_cluster(n_workers, "cpu")  # fits train on the CPU
         client = Client(cluster)
-    bar = FitProgress(len(todo), n_workers, echo, fits=list(todo))
+    bar.parallel = n_workers
     try:
         futures = {client.submit(run_fit_task, *a, pure=False, key=f"fit-{f.run_id[:16]}"): f
                    for f, a in zip(todo, args)}

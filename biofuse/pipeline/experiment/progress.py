@@ -9,6 +9,7 @@ cluster and on a remote one whose workers write to the shared output folder.
 from __future__ import annotations
 
 import csv
+import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -32,8 +33,10 @@ class FitProgress:
     take, divided by the fits run at a time: a fit's time is estimated from the finished fits
     most like it (its other seeds; else the same dataset and fusion; else the same dataset;
     else every finished fit). A grid mixes fits of 30 s and of an hour (an attention fusion on
-    long rows), so finished fits per second would be off by that ratio. Without ``fits``, elapsed
-    time per finished fit."""
+    long rows), so finished fits per second would be off by that ratio. ``before`` holds the
+    seconds of the fits an earlier run finished (their metrics.json), so a resumed grid has an
+    ETA from its first heartbeat; the work the running fits have done so far is taken off it.
+    Without ``fits``, elapsed time per finished fit."""
 
     total: int
     parallel: int
@@ -44,21 +47,29 @@ class FitProgress:
     interrupted: int = 0
     start: float = field(default_factory=time.perf_counter)
     wall_start: float = field(default_factory=time.time)
-    took: dict[int, float] = field(default_factory=dict)  # id(fit) -> seconds, finished fits
+    took: dict[int, float] = field(default_factory=dict)  # id(fit) -> seconds, finished here
+    before: dict[int, float] = field(default_factory=dict)  # the same, finished by earlier runs
 
-    def eta(self, left: int) -> float:
+    def eta(self, left: int) -> float | None:
+        """Seconds until the last fit finishes (None before anything is known)."""
         elapsed = time.perf_counter() - self.start
-        if not self.fits or not self.took:
-            return elapsed / max(1, self.done + self.failed) * left
-        ahead = [f for f in self.fits if id(f) not in self.took]
-        return sum(map(self.expected, ahead)) / max(1, min(self.parallel, len(ahead)))
+        known = {**self.before, **self.took}
+        if not self.fits or not known:
+            return elapsed / (self.done + self.failed) * left if self.done + self.failed \
+                else None
+        ahead = [f for f in self.fits if id(f) not in known]
+        parallel = max(1, min(self.parallel, len(ahead)))
+        # what the running fits (the first ones ahead: fits start in order) have done so far
+        in_flight = min(max(0.0, elapsed * parallel - sum(self.took.values())),
+                        sum(map(self.expected, ahead[:parallel])))
+        return (sum(map(self.expected, ahead)) - in_flight) / parallel
 
     def expected(self, fit: Any) -> float:
         """Seconds ``fit`` should take, from the finished fits most like it."""
+        known = {**self.before, **self.took}
         for same in (_config, _fusion, _dataset, lambda f: None):
             key = same(fit)
-            like = [s for f in self.fits if id(f) in self.took and same(f) == key
-                    for s in (self.took[id(f)],)]
+            like = [known[id(f)] for f in self.fits if id(f) in known and same(f) == key]
             if like:
                 return sum(like) / len(like)
         return 0.0
@@ -86,15 +97,18 @@ class FitProgress:
                   f"{running} running, {self.failed} failed, "
                   + (f"{self.interrupted} interrupted, " if self.interrupted else "")
                   + f"{left} left"
-                  + (f", ETA {duration(eta)}" if left else f", {duration(elapsed)} in all"))
+                  + (f", {duration(elapsed)} in all" if not left
+                     else f", ETA {duration(eta)}" if eta is not None else ""))
 
     def heartbeat(self, unfinished: Iterable[Any] = ()) -> None:
         """The counts, then a line per fit of ``unfinished`` that has trained an epoch since
         this grid started (the others are queued): its last epoch, validation score and pace."""
         left = self.total - self.done - self.failed
         elapsed = time.perf_counter() - self.start
+        eta = self.eta(left)
         self.echo(f"fits {self.done} done, {min(self.parallel, left)} running, {self.failed} "
-                  f"failed, {left} left; {duration(elapsed)} so far")
+                  f"failed, {left} left; {duration(elapsed)} so far"
+                  + (f", ETA {duration(eta)}" if eta is not None else ""))
         for fit in unfinished:
             line = epoch_line(Path(fit.run_dir) / LOG, self.wall_start)
             if line:
@@ -122,6 +136,19 @@ def beating(seconds: float, beat: Callable[[], None]) -> Iterator[None]:
     finally:
         stop.set()
         thread.join()
+
+
+def finished_seconds(fits: Iterable[Any]) -> dict[int, float]:
+    """id(fit) -> seconds, for the fits of ``fits`` whose run directory holds a readable
+    metrics.json with the time it took (FitProgress's ``before``)."""
+    out = {}
+    for fit in fits:
+        try:
+            seconds = json.loads((Path(fit.run_dir) / "metrics.json").read_text())["seconds"]
+            out[id(fit)] = float(seconds)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return out
 
 
 def _config(fit: Any) -> Any:
