@@ -77,8 +77,10 @@ def method(name: str) -> tuple[str, dict]:
     options = dict(OPTIONS.get(fusion, {}))
     for item in filter(None, given.split("+")):
         key, _, value = item.partition("=")
-        options[key] = json.loads(value) if value[:1].isdigit() or value in ("true", "false") \
-            else value
+        try:
+            options[key] = json.loads(value)  # numbers, true / false
+        except ValueError:
+            options[key] = value
     return fusion, options
 
 

@@ -47,35 +47,38 @@ class FitProgress:
     interrupted: int = 0
     start: float = field(default_factory=time.perf_counter)
     wall_start: float = field(default_factory=time.time)
-    took: dict[int, float] = field(default_factory=dict)  # id(fit) -> seconds, finished here
-    before: dict[int, float] = field(default_factory=dict)  # the same, finished by earlier runs
+    before: dict[int, float] = field(default_factory=dict)  # id(fit) -> seconds, earlier runs
+    took: dict[int, float] = field(init=False)  # the same, with this run's finished fits
+    spent: float = field(init=False, default=0.0)  # seconds of this run's finished fits
+
+    def __post_init__(self) -> None:
+        self.took = dict(self.before)
 
     def eta(self, left: int) -> float | None:
         """Seconds until the last fit finishes (None before anything is known)."""
         elapsed = time.perf_counter() - self.start
-        known = {**self.before, **self.took}
-        if not self.fits or not known:
+        if not self.fits or not self.took:
             return elapsed / (self.done + self.failed) * left if self.done + self.failed \
                 else None
-        ahead = [f for f in self.fits if id(f) not in known]
+        ahead = [f for f in self.fits if id(f) not in self.took]
         parallel = max(1, min(self.parallel, len(ahead)))
         # what the running fits (the first ones ahead: fits start in order) have done so far
-        in_flight = min(max(0.0, elapsed * parallel - sum(self.took.values())),
+        in_flight = min(max(0.0, elapsed * parallel - self.spent),
                         sum(map(self.expected, ahead[:parallel])))
         return (sum(map(self.expected, ahead)) - in_flight) / parallel
 
     def expected(self, fit: Any) -> float:
         """Seconds ``fit`` should take, from the finished fits most like it."""
-        known = {**self.before, **self.took}
         for same in (_config, _fusion, _dataset, lambda f: None):
             key = same(fit)
-            like = [known[id(f)] for f in self.fits if id(f) in known and same(f) == key]
+            like = [self.took[id(f)] for f in self.fits if id(f) in self.took and same(f) == key]
             if like:
                 return sum(like) / len(like)
         return 0.0
 
     def finished(self, fit: Any, record: dict) -> None:
         self.took[id(fit)] = float(record.get("seconds") or 0.0)
+        self.spent += self.took[id(fit)]
         if record["status"] == "failed":
             self.failed += 1
             what = f"FAILED: {record['error'].splitlines()[0]}"
