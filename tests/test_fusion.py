@@ -155,6 +155,22 @@ def test_the_shared_width_follows_the_inputs_unless_given():
     assert shared_width(96, onehot, 8) == 96
 
 
+def test_attention_heads_follow_the_width_unless_given():
+    from biofuse.fusion.isoformer import IsoformerOptions
+    from biofuse.fusion.xattn import XattnOptions
+
+    onehot = {"dna": 15, "rna": 65, "protein": 21}
+    # one-hot inputs: 2 heads of 33, not 4 of 17 (xattn) or 8 of 9 (isoformer)
+    assert XattnOptions().shape(onehot) == (66, 2) and IsoformerOptions().shape(onehot) == (66, 2)
+    # pretrained widths: the papers' own counts
+    assert XattnOptions().shape({"protein": 1280}) == (256, 4)
+    assert IsoformerOptions().shape({"protein": 1280, "dna": 3072}) == (256, 8)
+    # given values are kept; a given width gets the most heads that divide it
+    assert IsoformerOptions(heads=8).shape(onehot) == (72, 8)
+    assert IsoformerOptions(dim=100).shape(onehot) == (100, 2)  # 3 heads would not divide 100
+    assert IsoformerOptions(dim=20).shape(onehot) == (20, 1)
+
+
 @pytest.mark.parametrize("fusion", ["isoformer", "seqconcat"])
 def test_unaligned_methods_see_codon_patches_unless_told_to_keep_nucleotides(fusion):
     cfg = config(fusion, "meanlinear")

@@ -25,26 +25,48 @@ class FusionOutput:
     weights: dict[str, torch.Tensor] = field(default_factory=dict)  # per-sample, for audit
 
 
+#: no attention head narrower than this unless asked for: the narrowest of the papers' own
+#: configurations (IsoFormer's 256 wide, 8 heads). On one-hot inputs (68-72 wide) the 4-8 heads
+#: of 9-17 dims left the CPU's attention kernel memory-bound: 2 heads halve an isoformer epoch
+#: on mRFP at the same FLOPs (docs/fit.md, "Attention heads")
+MIN_HEAD_WIDTH = 32
+
+
 @dataclass(frozen=True, kw_only=True)
 class AttentionOptions:
-    """Options of the attention-based methods (each sets its prefix and default heads)."""
+    """Options of the attention-based methods (each sets its prefix and ``wide_heads``, its
+    paper's head count)."""
 
     prefix = ""
+    wide_heads = 4  # BioLangFusion's
     dim: int | None = option(None, "Shared width every modality is projected to. Default: the "
                              "widest input's width rounded up to a multiple of the heads, at most "
-                             "256 (256 for any pretrained encoder; 68-72 for one-hot inputs).",
+                             "256 (256 for any pretrained encoder; 66 for one-hot inputs).",
                              min=1)
-    heads: int = option(4, "Attention heads (must divide the width).", min=1)
+    heads: int | None = option(None, "Attention heads (must divide the width). Default: the "
+                               "paper's count (xattn 4, the others 8), fewer where a head would "
+                               "be narrower than 32 dims (2 on one-hot inputs).", min=1)
     dropout: float = option(0.0, "Dropout on the attention weights. BioLangFusion's 0.1 keeps "
                             "PyTorch off its fused attention kernel on CPU: 4x slower attention "
                             "on mRFP's rows (docs/fit.md).", min=0, max=0.95)
 
     def __post_init__(self) -> None:
         check(self, self.prefix)
-        if self.dim is not None and self.dim % self.heads:
+        if self.dim is not None and self.heads is not None and self.dim % self.heads:
             raise ConfigError(f"--{self.prefix}heads {self.heads} does not divide "
                               f"--{self.prefix}dim {self.dim}.",
                               "Pick a head count that divides the width.")
+
+    def shape(self, dims: dict[str, int]) -> tuple[int, int]:
+        """(width, heads) for inputs of widths ``dims``: each as given, else the heads follow
+        the width (the paper's count, fewer where heads would be narrower than
+        MIN_HEAD_WIDTH) and the width follows the widest input (``shared_width``)."""
+        heads = self.heads
+        if heads is None:
+            width = self.dim if self.dim is not None else min(max(dims.values()), 256)
+            most = max(1, min(self.wide_heads, width // MIN_HEAD_WIDTH))
+            heads = max(h for h in range(1, most + 1) if self.dim is None or self.dim % h == 0)
+        return shared_width(self.dim, dims, heads), heads
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -16,14 +16,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from biofuse.fusion.base import AttentionOptions, Fusion, FusionOutput, TokenOptions, compact, shared_width
-from biofuse.options import same_option
+from biofuse.fusion.base import AttentionOptions, Fusion, FusionOutput, TokenOptions, compact
 
 
 @dataclass(frozen=True, kw_only=True)
 class IsoformerOptions(AttentionOptions, TokenOptions):
     prefix = "isoformer-"
-    heads: int = same_option(AttentionOptions, "heads", 8)  # IsoFormer's 8
+    wide_heads = 8  # IsoFormer's
 
 
 def cross_blocks(modalities: list[str], dim: int, heads: int, dropout: float
@@ -63,8 +62,8 @@ class IsoFormerAggregation(Fusion):
 
     def __init__(self, dims: dict[str, int], options: IsoformerOptions | None = None):
         super().__init__(dims, options)
-        heads, dropout = self.options.heads, self.options.dropout
-        dim = shared_width(self.options.dim, dims, heads)
+        dim, heads = self.options.shape(dims)
+        dropout = self.options.dropout
         self.proj = nn.ModuleDict({m: nn.Linear(dims[m], dim) for m in self.modalities})
         self.cross, self.norm = cross_blocks(self.modalities, dim, heads, dropout)
         self.out_dim = dim

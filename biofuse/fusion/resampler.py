@@ -24,9 +24,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from biofuse.fusion.base import AttentionOptions, Fusion, FusionOutput, TokenOptions, compact, shared_width
+from biofuse.fusion.base import AttentionOptions, Fusion, FusionOutput, TokenOptions, compact
 from biofuse.fusion.isoformer import cross_aggregate, cross_blocks
-from biofuse.options import option, same_option
+from biofuse.options import option
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,7 +35,7 @@ class ResamplerOptions(AttentionOptions, TokenOptions):
                           max=4096)
     depth: int = option(2, "Resampler layers (each: latents attend to inputs and latents, "
                         "then a feed-forward block).", min=1, max=24)
-    heads: int = same_option(AttentionOptions, "heads", 8)  # IsoFormer's 8
+    wide_heads = 8  # IsoFormer's
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,9 +76,8 @@ class PerceiverResampler(nn.Module):
         return self.norm(q)
 
 
-def _resampler(options: ResamplerOptions, dim: int) -> PerceiverResampler:
-    o = options
-    return PerceiverResampler(dim, o.latents, o.depth, o.heads, o.dropout)
+def _resampler(options: ResamplerOptions, dim: int, heads: int) -> PerceiverResampler:
+    return PerceiverResampler(dim, options.latents, options.depth, heads, options.dropout)
 
 
 class PerceiverXattnFusion(Fusion):
@@ -89,10 +88,10 @@ class PerceiverXattnFusion(Fusion):
     def __init__(self, dims: dict[str, int], options: PerceiverXattnOptions | None = None):
         super().__init__(dims, options)
         o = self.options
-        dim = shared_width(o.dim, dims, o.heads)
+        dim, heads = o.shape(dims)
         self.proj = nn.ModuleDict({m: nn.Linear(dims[m], dim) for m in self.modalities})
-        self.resample = nn.ModuleDict({m: _resampler(o, dim) for m in self.modalities})
-        self.cross, self.norm = cross_blocks(self.modalities, dim, o.heads, o.dropout)
+        self.resample = nn.ModuleDict({m: _resampler(o, dim, heads) for m in self.modalities})
+        self.cross, self.norm = cross_blocks(self.modalities, dim, heads, o.dropout)
         self.out_dim = dim
 
     def forward(self, feats, masks, present):
@@ -115,11 +114,11 @@ class PerceiverFusion(Fusion):
     def __init__(self, dims: dict[str, int], options: PerceiverOptions | None = None):
         super().__init__(dims, options)
         o = self.options
-        dim = shared_width(o.dim, dims, o.heads)
+        dim, heads = o.shape(dims)
         self.proj = nn.ModuleDict({m: nn.Linear(dims[m], dim) for m in self.modalities})
         self.kind = nn.ParameterDict({m: nn.Parameter(torch.zeros(dim))
                                       for m in self.modalities})
-        self.resample = _resampler(o, dim)
+        self.resample = _resampler(o, dim, heads)
         self.out_dim = dim
 
     def forward(self, feats, masks, present):

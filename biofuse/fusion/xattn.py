@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from biofuse.fusion.base import AttentionOptions, Fusion, FusionOutput, shared_width
+from biofuse.fusion.base import AttentionOptions, Fusion, FusionOutput
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -27,8 +27,8 @@ class CrossModalAttention(Fusion):
 
     def __init__(self, dims: dict[str, int], options: XattnOptions | None = None):
         super().__init__(dims, options)
-        heads, dropout = self.options.heads, self.options.dropout
-        dim = shared_width(self.options.dim, dims, heads)
+        dim, heads = self.options.shape(dims)
+        dropout = self.options.dropout
         self.proj = nn.ModuleDict({m: nn.Linear(dims[m], dim) for m in self.modalities})
         self.attn = nn.ModuleDict({m: nn.MultiheadAttention(dim, heads, dropout=dropout,
                                                             batch_first=True)
