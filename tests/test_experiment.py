@@ -268,17 +268,31 @@ def test_the_isoformer_example_reproduces_tables_4_and_8(tmp_path):
 def test_a_fit_made_with_other_defaults_is_run_again(tmp_path):
     """A run id names the options given; a finished run whose model was built with other
     defaults (an older biofuse) is not this configuration's result and runs again."""
-    path = write_toml(tmp_path, seeds=(0,))
+    path = write_toml(tmp_path, seeds=(0,), extra="[[fit]]\nfusion = 'isoformer'\nepochs = 1\n"
+                      "encoders = { rna = 'onehot_codon' }")
     exp = load_experiment(path)
     run_experiment(exp)
     plan = make_plan(load_experiment(path))
     assert not plan.todo
+
+    def saved_as(fit, **options):
+        config = json.loads((fit.run_dir / "config.json").read_text())
+        config["model"]["fusion_options"].update(options)
+        (fit.run_dir / "config.json").write_text(json.dumps(config))
+        return [f.run_dir for f in make_plan(load_experiment(path)).todo]
+
     mil = next(f for f in plan.fits if f.task.options["fusion"] == "mil")
-    config = json.loads((mil.run_dir / "config.json").read_text())
-    config["model"]["fusion_options"]["attn_dim"] = 100 + 1  # made under another default
-    config["model"]["fusion_options"]["added_since"] = 1  # an option unknown today: ignored
-    (mil.run_dir / "config.json").write_text(json.dumps(config))
-    again = make_plan(load_experiment(path))
-    assert [f.run_dir for f in again.todo] == [mil.run_dir]
+    # made under another default; an option unknown today is ignored
+    assert saved_as(mil, attn_dim=100 + 1, added_since=1) == [mil.run_dir]
     assert run_experiment(load_experiment(path)).ran == 1
     assert not make_plan(load_experiment(path)).todo
+
+    # widths and heads that follow the inputs are compared as built: the saved config records
+    # them (2 heads of 33 dims on these one-hot inputs) ...
+    iso = next(f for f in plan.fits if f.task.options["fusion"] == "isoformer")
+    built = json.loads((iso.run_dir / "config.json").read_text())["model"]["fusion_options"]
+    assert (built["dim"], built["heads"]) == (66, 2)
+    # ... a config that left them to the rule of its day is resolved by today's: the same model
+    assert saved_as(iso, dim=None, heads=None) == []
+    # 0.9 saved IsoFormer's 8 heads (72 wide on these inputs): not today's default
+    assert saved_as(iso, dim=None, heads=8) == [iso.run_dir]

@@ -159,16 +159,46 @@ def test_attention_heads_follow_the_width_unless_given():
     from biofuse.fusion.isoformer import IsoformerOptions
     from biofuse.fusion.xattn import XattnOptions
 
+    def shape(options, dims):
+        built = options.resolved(dims)
+        return built.dim, built.heads
+
     onehot = {"dna": 15, "rna": 65, "protein": 21}
     # one-hot inputs: 2 heads of 33, not 4 of 17 (xattn) or 8 of 9 (isoformer)
-    assert XattnOptions().shape(onehot) == (66, 2) and IsoformerOptions().shape(onehot) == (66, 2)
+    assert shape(XattnOptions(), onehot) == (66, 2) and shape(IsoformerOptions(), onehot) == (66, 2)
     # pretrained widths: the papers' own counts
-    assert XattnOptions().shape({"protein": 1280}) == (256, 4)
-    assert IsoformerOptions().shape({"protein": 1280, "dna": 3072}) == (256, 8)
+    assert shape(XattnOptions(), {"protein": 1280}) == (256, 4)
+    assert shape(IsoformerOptions(), {"protein": 1280, "dna": 3072}) == (256, 8)
     # given values are kept; a given width gets the most heads that divide it
-    assert IsoformerOptions(heads=8).shape(onehot) == (72, 8)
-    assert IsoformerOptions(dim=100).shape(onehot) == (100, 2)  # 3 heads would not divide 100
-    assert IsoformerOptions(dim=20).shape(onehot) == (20, 1)
+    assert shape(IsoformerOptions(heads=8), onehot) == (72, 8)
+    assert shape(IsoformerOptions(dim=100), onehot) == (100, 2)  # 3 heads would not divide 100
+    assert shape(IsoformerOptions(dim=20), onehot) == (20, 1)
+
+
+@pytest.mark.parametrize("fusion", ["xattn", "isoformer", "seqconcat", "cabstractor", "concat"])
+def test_a_saved_model_rebuilds_the_same_after_its_width_defaults_change(fusion, monkeypatch):
+    """The config a model is saved with records the widths and heads it was built with, not
+    the rule that chose them: a later biofuse with another rule still loads its weights."""
+    from dataclasses import replace
+
+    from biofuse.fusion import base, cabstractor, concat, seqconcat
+
+    widths = ("dim", "heads", "dna_dim")
+    cfg = replace(config(fusion, "meanlinear"), fusion_options={
+        k: v for k, v in TINY[fusion].items() if k not in widths})  # widths left to defaults
+    model = FusionModel(cfg)
+    saved = model.config.fusion_options
+    assert all(saved[k] is not None for k in widths if k in saved)
+    # another rule: heads of any width, and other default widths
+    monkeypatch.setattr(base, "MIN_HEAD_WIDTH", 1)
+    for module in (base, seqconcat, cabstractor):
+        monkeypatch.setattr(module, "shared_width", lambda dim, dims, multiple=1: dim or 4 * multiple)
+    monkeypatch.setattr(concat, "DNA_DIM", 3)
+    rebuilt = FusionModel(ModelConfig.from_dict(model.config.to_dict()))
+    rebuilt.load_state_dict(model.state_dict())  # same shapes
+    assert rebuilt.config == model.config
+    # the test can fail: the config without the widths now builds another model
+    assert FusionModel(cfg).config.fusion_options != saved
 
 
 @pytest.mark.parametrize("fusion", ["isoformer", "seqconcat"])

@@ -8,7 +8,7 @@ sequence [B, T', out_dim], its mask [B, T'], and extras (attention weights, auxi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
@@ -57,8 +57,8 @@ class AttentionOptions:
                               f"--{self.prefix}dim {self.dim}.",
                               "Pick a head count that divides the width.")
 
-    def shape(self, dims: dict[str, int]) -> tuple[int, int]:
-        """(width, heads) for inputs of widths ``dims``: each as given, else the heads follow
+    def resolved(self, dims: dict[str, int]) -> AttentionOptions:
+        """Width and heads for inputs of widths ``dims``: each as given, else the heads follow
         the width (the paper's count, fewer where heads would be narrower than
         MIN_HEAD_WIDTH) and the width follows the widest input (``shared_width``)."""
         heads = self.heads
@@ -66,7 +66,7 @@ class AttentionOptions:
             width = self.dim if self.dim is not None else min(max(dims.values()), 256)
             most = max(1, min(self.wide_heads, width // MIN_HEAD_WIDTH))
             heads = max(h for h in range(1, most + 1) if self.dim is None or self.dim % h == 0)
-        return shared_width(self.dim, dims, heads), heads
+        return replace(self, dim=shared_width(self.dim, dims, heads), heads=heads)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,7 +98,16 @@ class Fusion(nn.Module):
         super().__init__()
         self.modalities = sorted(dims)
         self.dims = dict(dims)
-        self.options = options if options is not None else self.Options()
+        self.options = resolved(options if options is not None else self.Options(), dims)
+
+
+def resolved(options, dims: dict[str, int]):
+    """``options`` with every default that follows the inputs' widths (a ``None`` width or head
+    count) filled in for inputs of widths ``dims``, through the options class's own
+    ``resolved(dims)`` where it has one. A model is built from these and its saved config
+    records them, so a saved model rebuilds the same even after such a default changes."""
+    resolve = getattr(options, "resolved", None)
+    return resolve(dims) if resolve is not None else options
 
 
 def shared_width(dim: int | None, dims: dict[str, int], multiple: int = 1) -> int:

@@ -16,7 +16,7 @@ sequence, in order: the locality Honeybee argues for.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -35,6 +35,9 @@ class CAbstractorOptions(TokenOptions):
 
     def __post_init__(self) -> None:
         check(self, self.prefix)
+
+    def resolved(self, dims: dict[str, int]) -> CAbstractorOptions:
+        return replace(self, dim=shared_width(self.dim, dims))
 
 
 class ResBlock(nn.Module):
@@ -93,7 +96,7 @@ class CAbstractorFusion(Fusion):
     def __init__(self, dims: dict[str, int], options: CAbstractorOptions | None = None):
         super().__init__(dims, options)
         o = self.options
-        dim = shared_width(o.dim, dims)
+        dim = o.dim
         self.abstract = nn.ModuleDict({m: CAbstractor(dims[m], dim, o.latents, o.depth)
                                        for m in self.modalities})
         self.out_dim = dim

@@ -7,7 +7,7 @@ model alone on a planted-signal table, tests/test_fusion_quality.py)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -15,6 +15,9 @@ from torch import nn
 from biofuse.fusion.base import Fusion, FusionOutput
 from biofuse.modality import Modality
 from biofuse.options import check, option
+
+#: the DNA MLP's width unless the embedding is narrower (BioLangFusion's)
+DNA_DIM = 128
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -28,6 +31,10 @@ class ConcatOptions:
     def __post_init__(self) -> None:
         check(self, self.prefix)
 
+    def resolved(self, dims: dict[str, int]) -> ConcatOptions:
+        return replace(self, dna_dim=self.dna_dim if self.dna_dim is not None
+                       else min(DNA_DIM, dims.get(Modality.DNA, DNA_DIM)))
+
 
 class ConcatFusion(Fusion):
     Options = ConcatOptions
@@ -35,8 +42,6 @@ class ConcatFusion(Fusion):
     def __init__(self, dims: dict[str, int], options: ConcatOptions | None = None):
         super().__init__(dims, options)
         dna, dna_dim = Modality.DNA, self.options.dna_dim
-        if dna_dim is None:
-            dna_dim = min(128, dims.get(dna, 128))
         self.dna_mlp = (nn.Sequential(nn.Linear(dims[dna], dna_dim), nn.ReLU(),
                                       nn.Linear(dna_dim, dna_dim)) if dna in dims else None)
         self.out_dim = sum(dna_dim if m == dna else dims[m] for m in self.modalities)

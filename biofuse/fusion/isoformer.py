@@ -1,9 +1,10 @@
 """[isoformer] IsoFormer's aggregation (Garau-Luis et al. 2024): every modality, projected to a
-common dim, attends in turn to each other modality (cross-attention, 8 heads, residual + norm),
-giving one multi-modal embedding per modality; their concatenation along the sequence axis is
-the fused representation. No codon alignment (IsoFormer's DNA, transcript and protein are not
-on one grid; Enformer's 128-bp bins enter as they are). An absent modality contributes nothing:
-its cross-attention term is zeroed and its own stream is masked out.
+common dim, attends in turn to each other modality (cross-attention, 8 heads or fewer on inputs
+under 256 wide, residual + norm), giving one multi-modal embedding per modality; their
+concatenation along the sequence axis is the fused representation. No codon alignment
+(IsoFormer's DNA, transcript and protein are not on one grid; Enformer's 128-bp bins enter as
+they are). An absent modality contributes nothing: its cross-attention term is zeroed and its
+own stream is masked out.
 
 ``cross_blocks`` and ``cross_aggregate`` are that block alone; IsoFormer's Table 4 ablations
 (resampler.py) reuse it.
@@ -62,8 +63,7 @@ class IsoFormerAggregation(Fusion):
 
     def __init__(self, dims: dict[str, int], options: IsoformerOptions | None = None):
         super().__init__(dims, options)
-        dim, heads = self.options.shape(dims)
-        dropout = self.options.dropout
+        dim, heads, dropout = self.options.dim, self.options.heads, self.options.dropout
         self.proj = nn.ModuleDict({m: nn.Linear(dims[m], dim) for m in self.modalities})
         self.cross, self.norm = cross_blocks(self.modalities, dim, heads, dropout)
         self.out_dim = dim

@@ -5,14 +5,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 from torch import nn
 
 from biofuse.fusion import FUSIONS
 from biofuse.fusion.align import Aligner
-from biofuse.fusion.base import FusionOutput, codon_patches
+from biofuse.fusion.base import FusionOutput, codon_patches, resolved
 from biofuse.heads import HEADS
 from biofuse.options import canonical_names, from_dict
 
@@ -40,23 +40,37 @@ class ModelConfig:
                                                         warn=False),
                       "head_options": canonical_names(head, d.get("head_options"), warn=False)})
 
+    def fusion_patches(self, fusion_options) -> dict[str, int]:
+        """Modality -> tokens stacked per patch, for methods that keep each modality's tokens
+        and group those finer than a codon (unless ``nucleotide_tokens``)."""
+        if FUSIONS[self.fusion].aligned or getattr(fusion_options, "nucleotide_tokens", True):
+            return {}
+        return {m: 3 for m in self.modalities if self.nt_per_token[m] == 1}
+
+    def resolved_fusion_options(self, values: dict | None = None) -> dict:
+        """The fusion options (``values``, else this config's) with every default that follows
+        the inputs' widths filled in for this config's inputs: what the model is built with."""
+        cls = FUSIONS[self.fusion].Options
+        options = from_dict(cls, self.fusion_options if values is None else values, cls.prefix)
+        patch = self.fusion_patches(options)
+        return asdict(resolved(options, {m: self.dims[m] * patch.get(m, 1)
+                                         for m in self.modalities}))
+
 
 class FusionModel(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
-        self.config = config
         dims = {m: config.dims[m] for m in config.modalities}
         fusion_cls, head_cls = FUSIONS[config.fusion], HEADS[config.head]
         fusion_options = from_dict(fusion_cls.Options, config.fusion_options,
                                    fusion_cls.Options.prefix)
         head_options = from_dict(head_cls.Options, config.head_options, head_cls.Options.prefix)
-        #: modality -> tokens stacked per patch, for methods that keep each modality's tokens
-        #: and group those finer than a codon (unless ``nucleotide_tokens``)
-        self.patch = ({m: 3 for m in config.modalities if config.nt_per_token[m] == 1}
-                      if not fusion_cls.aligned
-                      and not getattr(fusion_options, "nucleotide_tokens", True) else {})
+        self.patch = config.fusion_patches(fusion_options)  # modality -> tokens per patch
         self.fusion = fusion_cls({m: d * self.patch.get(m, 1) for m, d in dims.items()},
                                  fusion_options)
+        #: the config with the width-following defaults as built: saved with the weights, it
+        #: rebuilds this model even after those defaults change
+        self.config = replace(config, fusion_options=asdict(self.fusion.options))
         self.aligner = (Aligner({m: config.nt_per_token[m] for m in config.modalities}, dims)
                         if self.fusion.aligned else None)
         self.head = head_cls(self.fusion.out_dim, config.n_outputs, head_options)

@@ -76,8 +76,8 @@ class PerceiverResampler(nn.Module):
         return self.norm(q)
 
 
-def _resampler(options: ResamplerOptions, dim: int, heads: int) -> PerceiverResampler:
-    return PerceiverResampler(dim, options.latents, options.depth, heads, options.dropout)
+def _resampler(o: ResamplerOptions) -> PerceiverResampler:
+    return PerceiverResampler(o.dim, o.latents, o.depth, o.heads, o.dropout)
 
 
 class PerceiverXattnFusion(Fusion):
@@ -88,10 +88,10 @@ class PerceiverXattnFusion(Fusion):
     def __init__(self, dims: dict[str, int], options: PerceiverXattnOptions | None = None):
         super().__init__(dims, options)
         o = self.options
-        dim, heads = o.shape(dims)
+        dim = o.dim
         self.proj = nn.ModuleDict({m: nn.Linear(dims[m], dim) for m in self.modalities})
-        self.resample = nn.ModuleDict({m: _resampler(o, dim, heads) for m in self.modalities})
-        self.cross, self.norm = cross_blocks(self.modalities, dim, heads, o.dropout)
+        self.resample = nn.ModuleDict({m: _resampler(o) for m in self.modalities})
+        self.cross, self.norm = cross_blocks(self.modalities, dim, o.heads, o.dropout)
         self.out_dim = dim
 
     def forward(self, feats, masks, present):
@@ -114,11 +114,11 @@ class PerceiverFusion(Fusion):
     def __init__(self, dims: dict[str, int], options: PerceiverOptions | None = None):
         super().__init__(dims, options)
         o = self.options
-        dim, heads = o.shape(dims)
+        dim = o.dim
         self.proj = nn.ModuleDict({m: nn.Linear(dims[m], dim) for m in self.modalities})
         self.kind = nn.ParameterDict({m: nn.Parameter(torch.zeros(dim))
                                       for m in self.modalities})
-        self.resample = _resampler(o, dim, heads)
+        self.resample = _resampler(o)
         self.out_dim = dim
 
     def forward(self, feats, masks, present):

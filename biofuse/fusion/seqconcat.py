@@ -4,7 +4,7 @@ axis, each keeping its own tokens."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -22,6 +22,9 @@ class SeqconcatOptions(TokenOptions):
     def __post_init__(self) -> None:
         check(self, self.prefix)
 
+    def resolved(self, dims: dict[str, int]) -> SeqconcatOptions:
+        return replace(self, dim=shared_width(self.dim, dims))
+
 
 class SequenceConcat(Fusion):
     Options = SeqconcatOptions
@@ -29,7 +32,7 @@ class SequenceConcat(Fusion):
 
     def __init__(self, dims: dict[str, int], options: SeqconcatOptions | None = None):
         super().__init__(dims, options)
-        dim = shared_width(self.options.dim, dims)
+        dim = self.options.dim
         self.proj = nn.ModuleDict({m: nn.Linear(dims[m], dim) for m in self.modalities})
         self.out_dim = dim
 

@@ -139,29 +139,38 @@ def is_finished(run_dir: Path, task: Task | None = None) -> bool:
 def made_with_other_defaults(run_dir: Path, task: Task) -> bool:
     """Whether a finished fit's model was built with other fusion or head options than ``task``
     gets today. A run id names the options the user gave, so a default that changed between
-    versions (0.7: the attention fusions' width and dropout) would otherwise leave the old model
-    counted as this configuration's; such a run is run again. Options the saved config lacks
-    (added since, with the old behaviour as default) are not compared."""
+    versions (0.7: the attention fusions' width and dropout; 0.10: their heads) would otherwise
+    leave the old model counted as this configuration's; such a run is run again. Defaults
+    that follow the inputs' widths are compared as resolved for the saved model's inputs, by
+    today's rule on both sides (configs saved before 0.10 left them unresolved). Options the
+    saved config lacks (added since, with the old behaviour as default) are not compared."""
     if task.kind != "fit":
         return False
-    from dataclasses import asdict
+    from dataclasses import asdict, fields
 
     from biofuse.fusion import FUSIONS
+    from biofuse.fusion.model import ModelConfig
     from biofuse.heads import HEADS
     from biofuse.options import from_dict
+
+    def plain(options: dict) -> dict:
+        return json.loads(json.dumps(options, default=str))
 
     try:
         saved = json.loads((run_dir / "config.json").read_text())["model"]
         o = task.options
         fusion = FUSIONS[o["fusion"]]
         chosen = {fusion.search[0]} if fusion.search else set()  # fit chose it: not a default
-        now = {"fusion_options": fusion.Options, "head_options": HEADS[o["head"]].Options}
-        for key, cls in now.items():
-            resolved = json.loads(json.dumps(asdict(from_dict(cls, o.get(key) or {})),
-                                             default=str))
-            before = saved.get(key) or {}
-            if any(k in before and k not in chosen and before[k] != v
-                   for k, v in resolved.items()):
+        model = ModelConfig.from_dict(saved)
+        known = {f.name for f in fields(fusion.Options)}  # saved ones removed since: ignored
+        head = HEADS[o["head"]].Options
+        pairs = [(plain(model.resolved_fusion_options(
+                     {k: v for k, v in model.fusion_options.items() if k in known})),
+                  plain(model.resolved_fusion_options(o.get("fusion_options") or {}))),
+                 (saved.get("head_options") or {},
+                  plain(asdict(from_dict(head, o.get("head_options") or {}))))]
+        for before, now in pairs:
+            if any(k in before and k not in chosen and before[k] != v for k, v in now.items()):
                 return True
     except (OSError, ValueError, KeyError, TypeError, BiofuseError):
         return False  # RunDir.problems() judges damaged directories
