@@ -56,19 +56,31 @@ def split_tasks(items: list[tuple[str, str]], batch_tokens: int) -> list[list[tu
     return tasks
 
 
+#: Dask starts its workers with MALLOC_TRIM_THRESHOLD_=65536 (``distributed.nanny.
+#: pre-spawn-environ``), so glibc hands every freed megabyte back to the kernel and faults it in
+#: again on the next batch. Torch frees and reallocates its activations every step: a 2-epoch
+#: mRFP ``xattn`` fit spent 21 s of 59 s CPU in the kernel with it, 1 s without (docs/experiments.md,
+#: "Parallel fits"). biofuse's own clusters start their workers without it (glibc's default
+#: then adapts the threshold to the allocations); a value in the user's environment still wins.
+WORKER_ENVIRON = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+
+
 def local_cluster(workers: int, device: str):
-    """dask-cuda's LocalCUDACluster (one worker per GPU) on CUDA if installed, else LocalCluster."""
+    """dask-cuda's LocalCUDACluster (one worker per GPU) on CUDA if installed, else LocalCluster;
+    workers keep glibc's own memory trimming (``WORKER_ENVIRON``)."""
+    import dask
     from distributed import LocalCluster
 
-    if device.startswith("cuda"):
-        try:
-            from dask_cuda import LocalCUDACluster
+    with dask.config.set(WORKER_ENVIRON):
+        if device.startswith("cuda"):
+            try:
+                from dask_cuda import LocalCUDACluster
 
-            return LocalCUDACluster(n_workers=workers or None, threads_per_worker=1)
-        except ImportError:
-            pass
-    return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                        dashboard_address=":0", silence_logs=40)
+                return LocalCUDACluster(n_workers=workers or None, threads_per_worker=1)
+            except ImportError:
+                pass
+        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                            dashboard_address=":0", silence_logs=40)
 
 
 #: what a scheduler address looks like: [scheme://]host:port
