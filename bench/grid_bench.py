@@ -8,7 +8,9 @@ own experiment folder over one shared, pre-filled cache, in this order, in one r
 
   bare        biofuse.fit for each of the 24 configurations, in this process (all cores)
   sequential  biofuse.run --workers 1 (in process, all cores per fit)
-  parallel    biofuse.run (default: one Dask worker per core, 1 torch thread each)
+  parallel    biofuse.run --workers CORES (one Dask worker per core, 1 torch thread each)
+  parallel, Dask's trim   the same with MALLOC_TRIM_THRESHOLD_=65536 in the workers'
+              environment, as Dask sets it and biofuse before 0.10 left it
 
     python bench/grid_bench.py [--epochs 30] [--seeds 4]
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -87,20 +90,26 @@ def main() -> None:
     bare_wall = time.perf_counter() - start
 
     timings = {}
-    for mode, workers in (("sequential", 1), ("parallel", None)):
+    for mode, workers, trim in (("sequential", 1, None), ("parallel", cores(), None),
+                                ("parallel_dask_trim", cores(), "65536")):
+        if trim:  # the workers inherit it (a value in the environment wins over Dask's config)
+            os.environ["MALLOC_TRIM_THRESHOLD_"] = trim
         t = time.perf_counter()
         result = biofuse.run(path, out=work / mode, workers=workers, progress=False,
                              echo=lambda s: print(s, flush=True))
         timings[mode] = time.perf_counter() - t
+        os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)
         assert result.ok and result.ran == n, (mode, result.ran)
-    out = {"machine": {"cores": cores(), "python": platform.python_version()},
+    out = {"machine": {"cores": cores(), "cpu": platform.processor() or platform.machine(),
+                       "python": platform.python_version()},
            "fits": n, "epochs": args.epochs,
            "bare_sum_seconds": round(sum(bare), 2), "bare_wall_seconds": round(bare_wall, 2),
-           "sequential_seconds": round(timings["sequential"], 2),
-           "parallel_seconds": round(timings["parallel"], 2),
+           **{f"{mode}_seconds": round(v, 2) for mode, v in timings.items()},
            "sequential_overhead": round(timings["sequential"] / sum(bare) - 1, 4),
            "parallel_speedup_vs_sequential": round(timings["sequential"] / timings["parallel"], 3),
-           "parallel_speedup_vs_bare": round(sum(bare) / timings["parallel"], 3)}
+           "parallel_speedup_vs_bare": round(sum(bare) / timings["parallel"], 3),
+           "parallel_speedup_vs_dask_trim": round(timings["parallel_dask_trim"]
+                                                  / timings["parallel"], 3)}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "grid_bench.json").write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out, indent=2))

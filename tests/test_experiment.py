@@ -197,6 +197,28 @@ def test_fits_run_on_a_two_worker_dask_cluster(tmp_path, monkeypatch):
     assert sum(line.startswith("fit a ") for line in lines) == 6
 
 
+@pytest.mark.slow  # processes and clusters: seconds each; CI runs them
+def test_local_workers_keep_glibcs_own_memory_trimming(monkeypatch):
+    """Dask starts workers with MALLOC_TRIM_THRESHOLD_=65536, which made torch fault its
+    activations back in every step (docs/experiments.md); biofuse's local clusters leave it
+    out, and a value the user set is passed on."""
+    import os
+
+    from distributed import Client
+
+    from biofuse.pipeline.extract.distributed import local_cluster
+
+    def trim():
+        return os.environ.get("MALLOC_TRIM_THRESHOLD_")
+
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    with local_cluster(1, "cpu") as cluster, Client(cluster) as client:
+        assert list(client.run(trim).values()) == [None]
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1048576")
+    with local_cluster(1, "cpu") as cluster, Client(cluster) as client:
+        assert list(client.run(trim).values()) == ["1048576"]
+
+
 @pytest.mark.slow
 def test_unreachable_scheduler_is_a_clean_error(tmp_path):
     path = write_toml(tmp_path, seeds=(0,))
