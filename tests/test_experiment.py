@@ -203,10 +203,11 @@ def test_local_workers_keep_glibcs_own_memory_trimming(monkeypatch):
     activations back in every step (docs/experiments.md); biofuse's local clusters leave it
     out, and a value the user set is passed on."""
     import os
+    import warnings
 
-    from distributed import Client
+    from distributed import Client, LocalCluster
 
-    from biofuse.pipeline.extract.distributed import local_cluster
+    from biofuse.pipeline.extract.distributed import connect, local_cluster
 
     def trim():
         return os.environ.get("MALLOC_TRIM_THRESHOLD_")
@@ -214,6 +215,15 @@ def test_local_workers_keep_glibcs_own_memory_trimming(monkeypatch):
     monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
     with local_cluster(1, "cpu") as cluster, Client(cluster) as client:
         assert list(client.run(trim).values()) == [None]
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            connect(cluster.scheduler_address).close()  # nothing to warn about
+    # a cluster of the user's, started with Dask's defaults: connecting says what it costs
+    with (LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                       dashboard_address=":0") as cluster,
+          pytest.warns(UserWarning, match="1 of the cluster's 1 workers run with "
+                       "MALLOC_TRIM_THRESHOLD_=65536")):
+        connect(cluster.scheduler_address).close()
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1048576")
     with local_cluster(1, "cpu") as cluster, Client(cluster) as client:
         assert list(client.run(trim).values()) == ["1048576"]

@@ -57,11 +57,12 @@ def split_tasks(items: list[tuple[str, str]], batch_tokens: int) -> list[list[tu
 
 
 #: Dask starts its workers with MALLOC_TRIM_THRESHOLD_=65536 (``distributed.nanny.
-#: pre-spawn-environ``), so glibc hands every freed megabyte back to the kernel and faults it in
-#: again on the next batch. Torch frees and reallocates its activations every step: a 2-epoch
-#: mRFP ``xattn`` fit spent 21 s of 59 s CPU in the kernel with it, 1 s without (docs/experiments.md,
-#: "Parallel fits"). biofuse's own clusters start their workers without it (glibc's default
-#: then adapts the threshold to the allocations); a value in the user's environment still wins.
+#: pre-spawn-environ``); an explicit value also turns off glibc's adaptive mmap threshold, so
+#: every allocation over 128 KiB is mapped from the kernel and unmapped when freed. Torch frees
+#: and reallocates its activations every step: a 2-epoch mRFP ``xattn`` fit spent 21 s of 59 s
+#: CPU in the kernel with it, 1 s without (docs/extract.md, "Distributed extraction").
+#: biofuse's own clusters start their workers without it; a value in the user's environment
+#: is still passed on.
 WORKER_ENVIRON = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
 
 
@@ -97,16 +98,41 @@ def check_scheduler(scheduler: str | None) -> None:
 
 
 def connect(scheduler: str):
-    """A client of the Dask scheduler at ``scheduler``, or a clean error naming the address."""
+    """A client of the Dask scheduler at ``scheduler``, or a clean error naming the address;
+    warns when its workers run with Dask's malloc trim threshold (``WORKER_ENVIRON``)."""
     from distributed import Client
 
     check_scheduler(scheduler)
     try:
-        return Client(scheduler, timeout="5s")
+        client = Client(scheduler, timeout="5s")
     except (OSError, ValueError, TypeError) as exc:
         raise ConfigError(f"No Dask scheduler answers at {scheduler} ({exc}).",
                           "Check the address (tcp://HOST:PORT) and that `dask scheduler` "
                           "runs there, or use --workers N for a local cluster.") from None
+    _warn_on_trimming(client)
+    return client
+
+
+def _trim_threshold() -> str | None:  # runs on each worker
+    return os.environ.get("MALLOC_TRIM_THRESHOLD_")
+
+
+def _warn_on_trimming(client) -> None:
+    try:
+        values = client.run(_trim_threshold)
+    except Exception:  # workers without biofuse, a cluster that refuses run(): not our call
+        return
+    small = [int(v) for v in values.values() if v and v.isdigit() and int(v) < 1 << 20]
+    if small:
+        import warnings
+
+        warnings.warn(
+            f"{len(small)} of the cluster's {len(values)} workers run with "
+            f"MALLOC_TRIM_THRESHOLD_={min(small)} (Dask's default is 65536): torch on them "
+            "can spend a third of its time faulting freed memory back in (docs/extract.md, "
+            "\"Distributed extraction\"). "
+            "Start the workers with `MALLOC_TRIM_THRESHOLD_: null` under "
+            "distributed.nanny.pre-spawn-environ in their Dask configuration.", stacklevel=3)
 
 
 def compute_distributed(plan, request: EncoderRequest, cache_root, batch_tokens: int, *,
