@@ -165,3 +165,21 @@ def test_the_report_and_the_results_page_say_whether_fusion_won(experiment, tmp_
     for page in ((tmp_path / "report.md").read_text(),
                  (experiment / "exp" / "results.md").read_text()):
         assert page.count("Fusion against the modalities alone") == 2  # one per dataset
+
+
+def test_a_configuration_reads_the_same_whichever_biofuse_saved_its_model():
+    """Configs written before 0.10 left the attention width and heads None; later ones record
+    them as built. The results table resolves both, so one configuration is one row."""
+    from biofuse.pipeline.report.results import _options
+
+    def model(**fusion_options):
+        return {"modalities": ["dna", "rna", "protein"], "dims": {"dna": 5, "rna": 65, "protein": 21},
+                "nt_per_token": {"dna": 1, "rna": 3, "protein": 3}, "fusion": "xattn",
+                "head": "textcnn", "n_outputs": 1, "fusion_options": fusion_options,
+                "head_options": {}}
+
+    fit = {"fusion": "xattn", "head": "textcnn", "lr": 1e-4}
+    before = _options(fit, model(dim=None, heads=None, dropout=0.0))
+    assert before == _options(fit, model(dim=66, heads=2, dropout=0.0))
+    assert (before["xattn.dim"], before["xattn.heads"]) == (66, 2)
+    assert _options(fit, model(dim=None, heads=4, dropout=0.0))["xattn.dim"] == 68  # 0.9's

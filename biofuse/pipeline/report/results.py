@@ -105,11 +105,34 @@ def _options(fit: dict, model: dict | None = None) -> dict[str, Any]:
     searched = method.search if method is not None and method.search else ("", "")
     unused = unused_search_fields(fit.get("fusion"))
     out = {k: v for k, v in fit.items() if k not in _OWN_COLUMNS and k not in unused}
-    fusion_options = (model or {}).get("fusion_options", fit.get("fusion_options") or {})
+    fusion_options = (_as_built(model) if model and "fusion_options" in model
+                      else fit.get("fusion_options") or {})
     head_options = (model or {}).get("head_options", fit.get("head_options") or {})
     out |= {f"{fit.get('fusion')}.{k}": v for k, v in fusion_options.items() if k != searched[0]}
     out |= {f"{fit.get('head')}.{k}": v for k, v in head_options.items()}
     return out
+
+
+def _as_built(model: dict) -> dict[str, Any]:
+    """A saved model's fusion options with the widths and heads that follow the inputs filled
+    in (configs written before 0.10 left them ``None``), so one configuration reads the same
+    whichever biofuse saved it; as saved when the config cannot be read that way."""
+    from biofuse.fusion.model import ModelConfig
+
+    try:
+        config = ModelConfig.from_dict(model)
+        return config.resolved_fusion_options({k: v for k, v in config.fusion_options.items()
+                                               if k in _fields(config)})
+    except Exception:  # a damaged or foreign record: shown as it is
+        return model["fusion_options"]
+
+
+def _fields(config) -> set[str]:
+    from dataclasses import fields
+
+    from biofuse.fusion import FUSIONS
+
+    return {f.name for f in fields(FUSIONS[config.fusion].Options)}
 
 
 #: finetune options that are columns of their own (or not part of a configuration)
