@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import torch
 from torch import nn
@@ -48,10 +48,14 @@ class ModelConfig:
         return {m: 3 for m in self.modalities if self.nt_per_token[m] == 1}
 
     def resolved_fusion_options(self, values: dict | None = None) -> dict:
-        """The fusion options (``values``, else this config's) with every default that follows
-        the inputs' widths filled in for this config's inputs: what the model is built with."""
+        """The fusion options (``values``, else this config's, less any option removed since it
+        was saved) with every default that follows the inputs' widths filled in for this
+        config's inputs: what the model is built with."""
         cls = FUSIONS[self.fusion].Options
-        options = from_dict(cls, self.fusion_options if values is None else values, cls.prefix)
+        if values is None:
+            known = {f.name for f in fields(cls)}
+            values = {k: v for k, v in self.fusion_options.items() if k in known}
+        options = from_dict(cls, values, cls.prefix)
         patch = self.fusion_patches(options)
         return asdict(resolved(options, {m: self.dims[m] * patch.get(m, 1)
                                          for m in self.modalities}))

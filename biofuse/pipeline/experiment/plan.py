@@ -146,7 +146,7 @@ def made_with_other_defaults(run_dir: Path, task: Task) -> bool:
     saved config lacks (added since, with the old behaviour as default) are not compared."""
     if task.kind != "fit":
         return False
-    from dataclasses import asdict, fields
+    from dataclasses import asdict
 
     from biofuse.fusion import FUSIONS
     from biofuse.fusion.model import ModelConfig
@@ -162,10 +162,8 @@ def made_with_other_defaults(run_dir: Path, task: Task) -> bool:
         fusion = FUSIONS[o["fusion"]]
         chosen = {fusion.search[0]} if fusion.search else set()  # fit chose it: not a default
         model = ModelConfig.from_dict(saved)
-        known = {f.name for f in fields(fusion.Options)}  # saved ones removed since: ignored
         head = HEADS[o["head"]].Options
-        pairs = [(plain(model.resolved_fusion_options(
-                     {k: v for k, v in model.fusion_options.items() if k in known})),
+        pairs = [(plain(model.resolved_fusion_options()),
                   plain(model.resolved_fusion_options(o.get("fusion_options") or {}))),
                  (saved.get("head_options") or {},
                   plain(asdict(from_dict(head, o.get("head_options") or {}))))]

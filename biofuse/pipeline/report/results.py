@@ -120,19 +120,9 @@ def _as_built(model: dict) -> dict[str, Any]:
     from biofuse.fusion.model import ModelConfig
 
     try:
-        config = ModelConfig.from_dict(model)
-        return config.resolved_fusion_options({k: v for k, v in config.fusion_options.items()
-                                               if k in _fields(config)})
+        return ModelConfig.from_dict(model).resolved_fusion_options()
     except Exception:  # a damaged or foreign record: shown as it is
         return model["fusion_options"]
-
-
-def _fields(config) -> set[str]:
-    from dataclasses import fields
-
-    from biofuse.fusion import FUSIONS
-
-    return {f.name for f in fields(FUSIONS[config.fusion].Options)}
 
 
 #: finetune options that are columns of their own (or not part of a configuration)
