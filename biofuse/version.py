@@ -1,3 +1,3 @@
 """biofuse's version: recorded in every cache part and run directory, shown by --version."""
 
-__version__ = "0.10.0"
+__version__ = "0.11.0"

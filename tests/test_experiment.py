@@ -328,3 +328,18 @@ def test_a_fit_made_with_other_defaults_is_run_again(tmp_path):
     assert saved_as(iso, dim=None, heads=None) == []
     # 0.9 saved IsoFormer's 8 heads (72 wide on these inputs): not today's default
     assert saved_as(iso, dim=None, heads=8) == [iso.run_dir]
+
+
+@pytest.mark.parametrize("n_cores, n_fits, expected", [
+    (2, 24, (2, 1)),    # one one-thread fit per core: 1.2x faster than one two-thread fit
+    (16, 24, (8, 2)),   # at most 8 workers, the cores shared between them
+    (2, 1, (1, 2)),     # a single fit runs in the process with every core
+    (1, 24, (1, 1)),
+])
+def test_fits_run_one_per_core_by_default(monkeypatch, n_cores, n_fits, expected):
+    from biofuse.pipeline.experiment import fits
+
+    monkeypatch.setattr(fits, "cores", lambda: n_cores)
+    assert fits.sizing(None, None, n_fits)[:2] == expected
+    assert fits.sizing(1, None, n_fits)[:2] == (1, n_cores)  # --workers 1: in process
+    assert fits.sizing(None, "tcp://scheduler:8786", n_fits)[1] is None  # its workers' business

@@ -23,10 +23,11 @@ from biofuse.pipeline.experiment.track import MlflowTracker
 
 Echo = Callable[[str], None]
 ERROR = "error.txt"
-#: torch threads one fit gets by default: parallel workers only on machines with more cores.
-#: Measured on 2 cores (bench/grid_bench.py): 24 small fits one after another with 2 threads
-#: took 76 s, two Dask workers with 1 thread each 117 s (worker start-up and per-task costs).
-THREADS_PER_FIT = 4
+#: fits at a time by default: one per core, at most this many (each worker holds its tables'
+#: embeddings in memory; --workers raises it). Measured on 2 cores (bench/grid_bench.py, the
+#: demo): two one-thread fits side by side are 1.2x faster than one two-thread fit at a time,
+#: on the demo's 18 short fits too (61 s against 70 s).
+MAX_DEFAULT_WORKERS = 8
 #: seconds between "still running" lines when no fit finishes
 HEARTBEAT = 60.0
 
@@ -110,7 +111,7 @@ def sizing(workers: int | None, scheduler: str | None, n: int) -> tuple[int, int
     business) and the machine's cores, for ``n`` fits (grid fits or a search's trials)."""
     n_cores = cores()
     check_workers(workers, "cpu")  # fits train on the CPU
-    n_workers = min(workers, n) if workers else max(1, min(n_cores // THREADS_PER_FIT, n))
+    n_workers = min(workers, n) if workers else max(1, min(n_cores, MAX_DEFAULT_WORKERS, n))
     return n_workers, (None if scheduler else max(1, n_cores // n_workers)), n_cores
 
 
