@@ -237,3 +237,27 @@ def test_mil_layer_norm_leaves_only_the_weights_to_turn_a_modality_down(layer_no
         after = mil(feats, masks, present)
     shrunk = after.x.abs().mean() < 0.75 * before.x.abs().mean()
     assert shrunk != layer_norm
+
+
+@pytest.mark.parametrize("dim, heads, dropout", [(66, 2, 0.0), (64, 4, 0.0), (32, 2, 0.3)])
+def test_attend_is_multihead_attention_without_its_copies(dim, heads, dropout):
+    from biofuse.fusion.base import attend
+
+    torch.manual_seed(0)
+    attn = torch.nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+    q = torch.randn(3, 7, dim, requires_grad=True)
+    kv = torch.randn(3, 11, dim, requires_grad=True)
+    ignore = torch.zeros(3, 11, dtype=torch.bool)
+    ignore[0, 5:] = True
+    ignore[2, 1:] = True  # one attended position
+    attn.eval()  # dropout off: the two must agree exactly in maths
+    ref, _ = attn(q, kv, kv, key_padding_mask=ignore, need_weights=False)
+    out = attend(attn, q, kv, ignore)
+    torch.testing.assert_close(out, ref)
+    wrt = [q, kv, attn.in_proj_weight, attn.in_proj_bias, attn.out_proj.weight]
+    for a, b in zip(torch.autograd.grad(out.square().sum(), wrt),
+                    torch.autograd.grad(ref.square().sum(), wrt)):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    attn.train()  # dropout on in training, as the module's own
+    if dropout:
+        assert not torch.equal(attend(attn, q, kv, ignore), out)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from biofuse.fusion.base import AttentionOptions, Fusion, FusionOutput, TokenOptions, compact
+from biofuse.fusion.base import AttentionOptions, Fusion, FusionOutput, TokenOptions, attend, compact
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,8 +48,7 @@ def cross_aggregate(cross: nn.ModuleDict, norm: nn.ModuleDict, h: dict[str, torc
             ignore = ~valid[k]
             empty = ~valid[k].any(1)  # rows without modality k: zero its contribution
             ignore[empty, 0] = False
-            att, _ = cross[f"{q}->{k}"](x, h[k], h[k], key_padding_mask=ignore,
-                                        need_weights=False)
+            att = attend(cross[f"{q}->{k}"], x, h[k], ignore)
             att = att * (~empty)[:, None, None]
             x = norm[f"{q}->{k}"](x + att)
         out[q] = x * valid[q][..., None]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from biofuse.fusion.base import AttentionOptions, Fusion, FusionOutput
+from biofuse.fusion.base import AttentionOptions, Fusion, FusionOutput, attend
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,8 +47,7 @@ class CrossModalAttention(Fusion):
         ignore[~ctx_valid.any(1), 0] = False
         streams = []
         for m in self.modalities:
-            att, _ = self.attn[m](h[m], context, context, key_padding_mask=ignore,
-                                  need_weights=False)
+            att = attend(self.attn[m], h[m], context, ignore)
             streams.append(self.norm[m](h[m] + att))  # [B, G, dim]
         mask = torch.stack(list(valid.values())).any(0)
         n = torch.stack([valid[m] for m in self.modalities]).sum(0).clamp(min=1)[..., None]
