@@ -153,12 +153,13 @@ def attend(attn: nn.MultiheadAttention, query: torch.Tensor, context: torch.Tens
     keeps the parameters, so saved models load as before. query [B, L, E], context [B, S, E],
     ignore [B, S] (True: not attended) -> [B, L, E]."""
     e, h = attn.embed_dim, attn.num_heads
-    (b, n, _), s = query.shape, context.shape[1]
-    w, bias = attn.in_proj_weight, attn.in_proj_bias
-    q = nn.functional.linear(query, w[:e], bias[:e]).view(b, n, h, e // h).transpose(1, 2)
-    k = nn.functional.linear(context, w[e:2 * e], bias[e:2 * e]).view(b, s, h, e // h).transpose(1, 2)
-    v = nn.functional.linear(context, w[2 * e:], bias[2 * e:]).view(b, s, h, e // h).transpose(1, 2)
+
+    def project(x: torch.Tensor, i: int) -> torch.Tensor:  # the i-th of q, k, v: [B, H, T, E/H]
+        part = slice(i * e, (i + 1) * e)
+        y = nn.functional.linear(x, attn.in_proj_weight[part], attn.in_proj_bias[part])
+        return y.view(*x.shape[:2], h, e // h).transpose(1, 2)
+
     out = nn.functional.scaled_dot_product_attention(
-        q, k, v, attn_mask=~ignore[:, None, None, :],
-        dropout_p=attn.dropout if attn.training else 0.0)
-    return attn.out_proj(out.transpose(1, 2).reshape(b, n, e))
+        project(query, 0), project(context, 1), project(context, 2),
+        attn_mask=~ignore[:, None, None, :], dropout_p=attn.dropout if attn.training else 0.0)
+    return attn.out_proj(out.transpose(1, 2).flatten(2))

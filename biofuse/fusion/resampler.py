@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from biofuse.fusion.base import AttentionOptions, Fusion, FusionOutput, TokenOptions, compact
+from biofuse.fusion.base import AttentionOptions, Fusion, FusionOutput, TokenOptions, attend, compact
 from biofuse.fusion.isoformer import cross_aggregate, cross_blocks
 from biofuse.options import option
 
@@ -69,8 +69,7 @@ class PerceiverResampler(nn.Module):
         for layer in self.layers:
             latent = layer["norm_q"](q)
             keys = torch.cat([layer["norm_x"](x), latent], dim=1)
-            att, _ = layer["attn"](latent, keys, keys, key_padding_mask=ignore,
-                                   need_weights=False)
+            att = attend(layer["attn"], latent, keys, ignore)
             q = q + att
             q = q + layer["ff"](q)
         return self.norm(q)
